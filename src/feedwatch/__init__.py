@@ -1,0 +1,7 @@
+"""feedwatch: watch organisations' feeds and alert on keyword rules."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

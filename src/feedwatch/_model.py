@@ -1,0 +1,327 @@
+"""Internal records that cross stage boundaries, named for their journey.
+
+Contains no business logic. Every record is immutable; every datetime is
+timezone-aware UTC. ``…ForUpdate`` records are read from storage to decide,
+``…Intent`` records say what to write, ``FetchResult``/``ParsedFeed``/``Item``
+are what a stage produced.
+
+    storage.feeds_for_poll          -> FeedForUpdate
+    fetch.Fetcher.fetch             -> FetchResult            (or raises FetchError)
+    parse.parse_document            -> ParsedFeed             (or raises ParseError)
+    normalise.normalise_entries     -> Item ...
+    storage.entries_for_update      -> EntryForUpdate ...
+    decide.decide_items             -> ItemIntent ...
+    rules.RuleSet.match             -> RuleMatch ...
+    pipeline                        -> FeedUpdateIntent       -> storage.commit_feed
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .exceptions import ErrorKind
+
+# --------------------------------------------------------------------------- storage -> pipeline
+
+
+@dataclass(frozen=True, slots=True)
+class FeedForUpdate:
+    """The update-relevant state of one feed, read from storage."""
+
+    #: Storage id of the feed.
+    id: int
+    #: Unique, stable name from feeds.yaml.
+    name: str
+    #: The URL to fetch.
+    url: str
+    #: ETag from the last successful fetch (sent as If-None-Match).
+    etag: str | None = None
+    #: Last-Modified from the last successful fetch (sent as If-Modified-Since).
+    last_modified: str | None = None
+    #: Poll interval in seconds.
+    interval: float = 900.0
+    #: Errors in a row before this poll.
+    consecutive_errors: int = 0
+    #: Tags from feeds.yaml (used by rules and subscribers).
+    tags: tuple[str, ...] = ()
+    #: Lease token when the feed was claimed; the commit is fenced on it.
+    lease_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryForUpdate:
+    """What storage knows of an item already stored, to decide new/updated/unchanged."""
+
+    #: Storage id of the item.
+    id: int
+    #: Entry key within the feed.
+    entry_key: str
+    #: Content hash of the stored version.
+    content_hash: str
+    #: How many times the item changed only by its hash (capped, see decide).
+    hash_changes: int = 0
+
+
+# --------------------------------------------------------------------------- fetch -> parse
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """One completed HTTP exchange for a feed (200 or 304)."""
+
+    #: URL the body came from, after redirects.
+    final_url: str
+    #: HTTP status of the final response (200 or 304).
+    status: int
+    #: The decoded (decompressed) body; empty for 304.
+    content: bytes
+    #: Response headers, lower-case names (the last value wins for repeats).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Validators to store for the next conditional GET.
+    etag: str | None = None
+    last_modified: str | None = None
+    #: Seconds the fetch took, end to end.
+    elapsed: float = 0.0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+# --------------------------------------------------------------------------- parse -> normalise
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One entry as the document carries it (no normalisation yet).
+
+    Text fields are as the parser produced them: titles may hold HTML when the
+    feed says so (``title_is_html``), content and summary are HTML.
+    """
+
+    guid: str | None = None
+    link: str | None = None
+    title: str | None = None
+    title_is_html: bool = False
+    #: Full content (HTML), when the feed has it.
+    content: str | None = None
+    #: Summary / description (HTML).
+    summary: str | None = None
+    author: str | None = None
+    published: datetime | None = None
+    updated: datetime | None = None
+    #: Category / tag terms.
+    categories: tuple[str, ...] = ()
+    #: Language declared on the entry or inherited from the feed.
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    """What the parser got out of one document."""
+
+    #: "rss20", "rss10", "atom10", "json11", ... as far as known.
+    format: str
+    title: str | None = None
+    link: str | None = None
+    language: str | None = None
+    entries: tuple[ParsedEntry, ...] = ()
+    #: Survivable problems (bad entry skipped, charset overridden, ...), for the log.
+    warnings: tuple[str, ...] = ()
+    #: RSS <ttl> in minutes, if any (for the polling policy).
+    ttl_minutes: int | None = None
+
+
+# --------------------------------------------------------------------------- normalise -> decide
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A normalised item, ready to decide on and store."""
+
+    #: Identity within the feed: guid, else link, else a hash.
+    entry_key: str
+    guid: str | None
+    #: Resolved http(s) link, or None.
+    url: str | None
+    #: Canonical form of ``url`` (host case, default port, fragment, tracking params).
+    canonical_url: str | None
+    #: Plain-text title.
+    title: str
+    #: Sanitised HTML content (content, else summary).
+    content_html: str
+    #: Plain text of the content, for matching and display.
+    content_text: str
+    author: str | None
+    #: As the feed says, in UTC; None when missing.
+    published: datetime | None
+    updated: datetime | None
+    #: When feedwatch first saw it (or this poll's time for a new item).
+    first_seen: datetime
+    #: Sort key: published clamped to not after ``first_seen``; ``first_seen`` when missing.
+    sort_at: datetime
+    tags: tuple[str, ...]
+    language: str | None
+    #: Hash of the content that matters (volatile fields excluded).
+    content_hash: str
+
+
+class ItemChange(enum.StrEnum):
+    NEW = "new"
+    UPDATED = "updated"
+
+
+@dataclass(frozen=True, slots=True)
+class ItemIntent:
+    """An item to write: new, or an update of a stored one."""
+
+    item: Item
+    change: ItemChange
+    #: Storage id of the item being updated (None for new ones).
+    existing_id: int | None = None
+    #: Hash-only change count after this update.
+    hash_changes: int = 0
+
+
+# --------------------------------------------------------------------------- match
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A matched range of characters in one field of an item (original text)."""
+
+    #: "title" or "content".
+    field: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchInput:
+    """The fields of an item a rule can look at."""
+
+    title: str
+    content: str
+    author: str = ""
+    feed: str = ""
+    tags: tuple[str, ...] = ()
+    lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleMatch:
+    """A rule that matched an item, with where."""
+
+    rule: str
+    spans: tuple[Span, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertIntent:
+    """An alert to store: rule ``rule`` matched the item with ``entry_key``."""
+
+    rule: str
+    entry_key: str
+    spans: tuple[Span, ...] = ()
+
+
+# --------------------------------------------------------------------------- pipeline -> storage
+
+
+class PollStatus(enum.StrEnum):
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedUpdateIntent:
+    """Everything one poll of one feed writes, in one transaction."""
+
+    feed_id: int
+    #: Fence: write only if the feed is still leased with this token (None: no lease).
+    lease_token: str | None
+    #: When this poll started.
+    polled_at: datetime
+    status: PollStatus
+    #: Next poll time decided by the policy.
+    next_poll_at: datetime
+    #: New validators (None keeps nothing: cleared); unchanged on error.
+    etag: str | None = None
+    last_modified: str | None = None
+    #: The feed's own title from the document, when seen.
+    feed_title: str | None = None
+    error_kind: ErrorKind | None = None
+    error_message: str | None = None
+    http_status: int | None = None
+    items: tuple[ItemIntent, ...] = ()
+    alerts: tuple[AlertIntent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What the commit really wrote (uniqueness can turn an intent into nothing)."""
+
+    #: False when the lease was lost and nothing was written.
+    written: bool
+    new_items: int = 0
+    updated_items: int = 0
+    new_alerts: int = 0
+
+
+# --------------------------------------------------------------------------- config -> adapters
+
+
+@dataclass(frozen=True, slots=True)
+class FetchOptions:
+    """Limits and policy for fetching feeds (config ``fetch:``)."""
+
+    #: Networks the SSRF guard lets through although they are private/loopback/reserved.
+    allow_networks: tuple[str, ...] = ()
+    #: Total deadline for one fetch, redirects and body included (seconds).
+    timeout: float = 30.0
+    #: Deadline for establishing one connection (seconds).
+    connect_timeout: float = 10.0
+    #: Largest body accepted, counted after decompression (bytes).
+    max_body: int = 15 * 1024 * 1024
+    #: Redirects followed at most.
+    max_redirects: int = 5
+    #: Fetches in flight at once, over all hosts.
+    concurrency: int = 16
+    #: Fetches in flight at once to one host.
+    per_host: int = 2
+    #: User-Agent header.
+    user_agent: str = "feedwatch/0.1 (+https://github.com/feedwatch/feedwatch)"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One feed as configured."""
+
+    name: str
+    url: str
+    title: str | None = None
+    #: Poll interval in seconds.
+    interval: float = 900.0
+    tags: tuple[str, ...] = ()
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """One keyword rule as configured."""
+
+    name: str
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberSpec:
+    """One alert subscriber as configured; ``spec`` is its validated settings as JSON-able data."""
+
+    name: str
+    #: "email" or "webhook".
+    channel: str
+    spec_json: str

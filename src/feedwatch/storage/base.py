@@ -1,0 +1,105 @@
+"""The storage contract: what the pipeline, core and CLI may ask of the database.
+
+Contains no SQL. Any method may raise :class:`feedwatch.exceptions.StorageError`.
+All datetimes going in and out are timezone-aware UTC. No method keeps a
+transaction open after it returns, so callers never hold one across network I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from .._model import (
+    CommitResult,
+    EntryForUpdate,
+    FeedForUpdate,
+    FeedSpec,
+    FeedUpdateIntent,
+    RuleSpec,
+    SubscriberSpec,
+)
+from ..types import FeedStatus, StoredAlert, StoredItem
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    """What syncing the configuration into storage changed (names)."""
+
+    added: tuple[str, ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()
+    updated: tuple[str, ...] = ()
+    deactivated: tuple[str, ...] = ()
+    reactivated: tuple[str, ...] = ()
+
+
+class StorageType(Protocol):
+    """Storage DAO protocol."""
+
+    def migrate(self) -> None:
+        """Bring the schema up to date (Alembic); safe to call on every start."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def sync_config(
+        self,
+        feeds: Sequence[FeedSpec],
+        rules: Sequence[RuleSpec],
+        subscribers: Sequence[SubscriberSpec],
+        now: datetime,
+    ) -> dict[str, SyncReport]:
+        """Make the stored feeds, rules and subscribers match the configuration, by name.
+
+        Names not in the configuration are deactivated (history kept). A feed
+        whose name is new but whose URL belongs to a feed that left the
+        configuration is a rename (so is a rule with the same query). Returns a
+        report per kind: ``{"feeds": ..., "rules": ..., "subscribers": ...}``.
+        """
+
+    def feeds_for_poll(self, names: Sequence[str] | None = None) -> list[FeedForUpdate]:
+        """The active feeds (all, or those named), ordered by name. Unknown names are ignored."""
+
+    def claim_due_feeds(
+        self, now: datetime, limit: int, lease_seconds: float, token: str
+    ) -> list[FeedForUpdate]:
+        """Claim up to ``limit`` active feeds whose next poll time has come.
+
+        Sets their next poll time to ``now + lease_seconds`` and their lease to
+        ``token`` in one statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
+        so two workers never claim the same feed.
+        """
+
+    def entries_for_update(self, feed_id: int, keys: Sequence[str]) -> dict[str, EntryForUpdate]:
+        """The stored items of a feed with these entry keys, keyed by entry key."""
+
+    def commit_feed(self, intent: FeedUpdateIntent) -> CommitResult:
+        """Write one poll's outcome in ONE transaction: feed state, items, alerts.
+
+        When ``intent.lease_token`` is set and the feed's lease is no longer that
+        token, nothing is written (``written=False``). Items are unique per
+        (feed, entry key) and alerts per (rule, item): writing twice adds nothing.
+        Alerts name their item by entry key; each must be among ``intent.items``
+        or already stored. Clears the lease.
+        """
+
+    def list_feeds(self, include_inactive: bool = False) -> list[FeedStatus]:
+        """Every feed with its polling state, ordered by name."""
+
+    def list_items(
+        self,
+        feed: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[StoredItem]:
+        """Stored items, newest first (by ``sort_at``), optionally filtered."""
+
+    def list_alerts(
+        self,
+        rule: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[StoredAlert]:
+        """Stored alerts, newest first (by creation time), optionally filtered."""
