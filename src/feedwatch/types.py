@@ -64,6 +64,7 @@ class StoredAlert:
     item_title: str
     item_url: str | None
     created_at: datetime
+    #: Where the rule matched; offsets into ``item_title`` or ``item_text``.
     spans: tuple[StoredSpan, ...]
-    #: The text the spans point into, for a highlighted snippet.
-    snippet: str
+    #: Plain text of the item's content (the "content" spans point into it).
+    item_text: str
