@@ -116,6 +116,9 @@ class ParsedEntry:
     categories: tuple[str, ...] = ()
     #: Language declared on the entry or inherited from the feed.
     language: str | None = None
+    #: Plain-text content when the feed gives it as such (JSON Feed ``content_text``,
+    #: Atom ``type="text"``); used as the item's text instead of deriving it from HTML.
+    content_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

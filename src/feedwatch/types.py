@@ -68,3 +68,29 @@ class StoredAlert:
     spans: tuple[StoredSpan, ...]
     #: Plain text of the item's content (the "content" spans point into it).
     item_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """The outcome of polling one feed once."""
+
+    feed: str
+    url: str
+    #: "ok", "not_modified" or "error".
+    status: str
+    new: int = 0
+    updated: int = 0
+    alerts: int = 0
+    #: Items the document held (after skipping bad entries).
+    seen: int = 0
+    #: Seconds from the start of the fetch to the commit.
+    elapsed: float = 0.0
+    http_status: int | None = None
+    error_kind: str | None = None
+    error: str | None = None
+    #: Survivable problems (skipped entries, charset overrides, ...).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error"

@@ -1,0 +1,453 @@
+"""The ``feedwatch`` command line: parses arguments, calls the facade, prints.
+
+No business logic here. Exit statuses (documented in the README):
+
+    0  success: every feed polled (or the command did what it said)
+    1  poll: one or more feeds failed (each is listed with its error)
+    2  the configuration or the command line is invalid
+    3  the database cannot be used (unreachable, locked too long, newer schema)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from . import __version__
+from ._logging import configure as configure_logging
+from ._utils import parse_duration
+from .config import Config, load_config
+from .core import Feedwatch, PollSummary, make_app
+from .exceptions import ConfigError, StorageError
+from .snippet import make_snippet
+from .types import PollResult, StoredAlert
+
+EXIT_OK = 0
+EXIT_FEEDS_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_STORAGE = 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclasses.dataclass
+class _Options:
+    config: str | None = None
+    database: str | None = None
+    verbose: int = 0
+
+
+def _common(func: F) -> F:
+    """--config and --database, accepted before or after the command name."""
+
+    def remember(name: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+        def callback(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+            if value is not None:
+                setattr(ctx.ensure_object(_Options), name, value)
+            return value
+
+        return callback
+
+    func = click.option(
+        "--database",
+        "-d",
+        metavar="URL",
+        expose_value=False,
+        callback=remember("database"),
+        help="Database URL (default: sqlite feedwatch.db beside the config). "
+        "Env: FEEDWATCH_DATABASE_URL.",
+    )(func)
+    func = click.option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        expose_value=False,
+        callback=remember("config"),
+        help="Configuration file (default: ./feeds.yaml). Env: FEEDWATCH_CONFIG.",
+    )(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@_common
+@click.option("--verbose", "-v", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.version_option(__version__, prog_name="feedwatch")
+@click.pass_context
+def main(ctx: click.Context, verbose: int) -> None:
+    """Watch organisations' RSS, Atom and JSON feeds and alert on keyword rules."""
+    ctx.ensure_object(_Options).verbose = verbose
+    configure_logging(30 - 10 * min(verbose, 2))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    click.echo(f"feedwatch: {message}", err=True)
+    sys.exit(status)
+
+
+def _load(ctx: click.Context) -> Config:
+    opts = ctx.ensure_object(_Options)
+    path = opts.config or os.environ.get("FEEDWATCH_CONFIG") or "feeds.yaml"
+    database = opts.database or os.environ.get("FEEDWATCH_DATABASE_URL") or None
+    if not Path(path).is_file():
+        _fail(f"configuration file not found: {path}", EXIT_CONFIG)
+    try:
+        return load_config(path, env=os.environ, database_override=database)
+    except ConfigError as exc:
+        _fail(f"invalid configuration:\n{exc}", EXIT_CONFIG)
+
+
+def _app(ctx: click.Context) -> Feedwatch:
+    config = _load(ctx)
+    try:
+        return make_app(config)
+    except StorageError as exc:
+        _fail(f"database: {exc}", EXIT_STORAGE)
+
+
+def _since(value: str | None, now: datetime) -> datetime | None:
+    """``2d``, ``36h``, ``90m`` ago, or an ISO date/time."""
+    if value is None:
+        return None
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither a duration (2d, 12h, 30m) nor an ISO date", param_hint="--since"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(_jsonable(value), ensure_ascii=False, indent=2))
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    delta = (now - when).total_seconds()
+    return f"in {_coarse(-delta)}" if delta < 0 else f"{_coarse(delta)} ago"
+
+
+def _coarse(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _run_storage(func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except StorageError as exc:
+        _fail(f"database: {exc}", EXIT_STORAGE)
+
+
+# --------------------------------------------------------------------------- check
+
+
+@main.command()
+@_common
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the configuration and say exactly what is wrong, where."""
+    config = _load(ctx)
+    enabled = sum(f.enabled for f in config.feeds)
+    click.echo(
+        f"{config.file}: OK: {len(config.feeds)} feeds ({enabled} enabled), "
+        f"{len(config.rules)} rules, {len(config.subscribers)} subscribers; "
+        f"database {_redact(config.database_url)}"
+    )
+
+
+def _redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+# --------------------------------------------------------------------------- poll
+
+
+@main.command()
+@_common
+@click.option("--feed", "-f", "names", multiple=True, metavar="NAME", help="Poll only this feed.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
+@click.pass_context
+def poll(ctx: click.Context, names: Sequence[str], as_json: bool) -> None:
+    """Poll every configured feed once, store new items, raise alerts, print a summary."""
+    app = _app(ctx)
+    err = Console(stderr=True)
+    show_progress = err.is_terminal and not as_json
+    progress = Progress(
+        TextColumn("polling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=not show_progress,
+    )
+    task = progress.add_task("", total=None)
+
+    def on_start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def on_result(result: PollResult) -> None:
+        progress.update(task, advance=1, description=result.feed)
+
+    try:
+        with progress:
+            summary = asyncio.run(app.poll(names, on_start=on_start, on_result=on_result))
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_CONFIG)
+    except StorageError as exc:
+        _fail(f"database: {exc}", EXIT_STORAGE)
+    finally:
+        app.close()
+    status = EXIT_FEEDS_FAILED if summary.failed else EXIT_OK
+    if as_json:
+        _print_json(_poll_json(summary, status))
+    else:
+        _print_poll_table(summary)
+    sys.exit(status)
+
+
+def _poll_json(summary: PollSummary, status: int) -> dict[str, Any]:
+    return {
+        "started_at": summary.started_at,
+        "elapsed": round(summary.elapsed, 3),
+        "exit_status": status,
+        "totals": summary.totals(),
+        "feeds": [
+            {
+                "feed": r.feed,
+                "url": r.url,
+                "status": r.status,
+                "new": r.new,
+                "updated": r.updated,
+                "alerts": r.alerts,
+                "seen": r.seen,
+                "elapsed": round(r.elapsed, 3),
+                "http_status": r.http_status,
+                "error_kind": r.error_kind,
+                "error": r.error,
+                "warnings": list(r.warnings),
+            }
+            for r in summary.results
+        ],
+    }
+
+
+def _print_poll_table(summary: PollSummary) -> None:
+    console = Console(highlight=False, soft_wrap=False)
+    table = Table(title=None, show_lines=False)
+    for name, kw in (
+        ("feed", {}),
+        ("status", {}),
+        ("new", {"justify": "right"}),
+        ("updated", {"justify": "right"}),
+        ("alerts", {"justify": "right"}),
+        ("time", {"justify": "right"}),
+        ("error", {"overflow": "fold"}),
+    ):
+        table.add_column(name, **kw)  # type: ignore[arg-type]
+    styles = {"ok": "green", "not_modified": "cyan", "error": "red"}
+    for r in summary.results:
+        error = f"{r.error_kind}: {r.error}" if r.failed else ""
+        table.add_row(
+            r.feed,
+            Text(r.status.replace("_", " "), style=styles.get(r.status, "")),
+            str(r.new),
+            str(r.updated),
+            str(r.alerts),
+            f"{r.elapsed:.2f}s",
+            error,
+        )
+    console.print(table)
+    t = summary.totals()
+    console.print(
+        f"{t['feeds']} feeds in {summary.elapsed:.2f}s: {t['ok']} ok, "
+        f"{t['not_modified']} not modified, {t['failed']} failed; "
+        f"{t['new']} new items, {t['updated']} updated, {t['alerts']} alerts"
+    )
+
+
+# --------------------------------------------------------------------------- feeds
+
+
+@main.command()
+@_common
+@click.option("--all", "include_inactive", is_flag=True, help="Include feeds removed from config.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def feeds(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
+    """Each feed: last poll, status, items, last error."""
+    app = _app(ctx)
+    try:
+        rows = _run_storage(lambda: app.feeds(include_inactive))
+        now = app.now()
+    finally:
+        app.close()
+    if as_json:
+        _print_json(rows)
+        return
+    console = Console(highlight=False)
+    table = Table()
+    for name in ("feed", "status", "last poll", "next poll", "items", "errors", "last error"):
+        table.add_column(name, overflow="fold" if name == "last error" else "ellipsis")
+    for f in rows:
+        error = f"{f.last_error_kind}: {f.last_error}" if f.last_error else ""
+        table.add_row(
+            f.name if f.active else f"{f.name} (removed)",
+            (f.status or "never polled").replace("_", " "),
+            _ago(f.last_poll_at, now),
+            _ago(f.next_poll_at, now) if f.active else "",
+            str(f.item_count),
+            str(f.consecutive_errors),
+            error,
+        )
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- items
+
+
+@main.command()
+@_common
+@click.option("--feed", "-f", metavar="NAME", help="Only this feed.")
+@click.option("--since", metavar="AGE", help="Only items newer than this: 2d, 12h, or an ISO date.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def items(
+    ctx: click.Context, feed: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Stored items, newest first."""
+    app = _app(ctx)
+    try:
+        rows = _run_storage(lambda: app.items(feed, _since(since, app.now()), limit))
+    finally:
+        app.close()
+    if as_json:
+        _print_json(rows)
+        return
+    console = Console(highlight=False)
+    table = Table()
+    table.add_column("date")
+    table.add_column("feed")
+    table.add_column("title", overflow="fold")
+    table.add_column("link", overflow="fold")
+    for item in rows:
+        table.add_row(
+            item.sort_at.strftime("%Y-%m-%d %H:%M"), item.feed, item.title, item.url or ""
+        )
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@main.command()
+@_common
+@click.option("--rule", "-r", metavar="NAME", help="Only this rule.")
+@click.option("--since", metavar="AGE", help="Only alerts newer than this: 1d, 6h, or an ISO date.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def alerts(
+    ctx: click.Context, rule: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Alerts raised by the rules, newest first, with the matched words highlighted."""
+    app = _app(ctx)
+    try:
+        rows = _run_storage(lambda: app.alerts(rule, _since(since, app.now()), limit))
+    finally:
+        app.close()
+    if as_json:
+        _print_json([_alert_json(a) for a in rows])
+        return
+    console = Console(highlight=False)
+    for a in rows:
+        console.print(
+            Text.assemble(
+                (a.created_at.strftime("%Y-%m-%d %H:%M"), "dim"),
+                "  ",
+                (a.rule, "bold magenta"),
+                "  ",
+                (a.feed, "cyan"),
+                "  ",
+                (a.item_title, "bold"),
+            )
+        )
+        snippet = _alert_snippet(a)
+        if snippet is not None:
+            console.print(Text("    ") + snippet)
+        if a.item_url:
+            console.print(Text("    " + a.item_url, style="blue"))
+    if not rows:
+        console.print("no alerts")
+
+
+def _alert_snippet(alert: StoredAlert) -> Text | None:
+    content = [(s.start, s.end) for s in alert.spans if s.field == "content"]
+    if not content:
+        return None
+    snippet = make_snippet(alert.item_text, content)
+    text = Text(snippet.text)
+    for start, end in snippet.marks:
+        text.stylize("bold yellow", start, end)
+    return text
+
+
+def _alert_json(alert: StoredAlert) -> dict[str, Any]:
+    out: dict[str, Any] = _jsonable(alert)
+    del out["item_text"]
+    content = [(s.start, s.end) for s in alert.spans if s.field == "content"]
+    snippet = make_snippet(alert.item_text, content)
+    out["snippet"] = {"text": snippet.text, "marks": [list(m) for m in snippet.marks]}
+    out["matched"] = [
+        (alert.item_title if s.field == "title" else alert.item_text)[s.start : s.end]
+        for s in alert.spans
+    ]
+    return out

@@ -1,0 +1,1021 @@
+"""Fetch feed documents over HTTP(S), safely: the only module that uses httpx for feeds.
+
+What it does:
+
+* ``HttpFetcher.fetch(url, etag=, last_modified=)`` performs one conditional GET
+  (RFC 9110 §13) and returns a :class:`~feedwatch._model.FetchResult` for a 2xx
+  or a 304, or raises :class:`~feedwatch.exceptions.FetchError` whose ``kind``
+  says what went wrong. No httpx, httpcore, ssl or OS exception escapes.
+* One shared ``httpx.AsyncClient`` (keep-alive pool), no proxies or netrc from
+  the environment (``trust_env=False``), no cookies kept between requests.
+* Bounded concurrency: ``options.concurrency`` fetches at once overall and
+  ``options.per_host`` at once per host name.
+* Limits: a connect timeout, a *total* deadline per fetch (connection,
+  redirects, headers and the whole body: a server dripping one byte a second
+  is still cut off), a body cap counted after decompression and enforced while
+  decompressing (a gzip or brotli bomb is never inflated beyond the cap), at
+  most ``options.max_redirects`` redirects, followed by hand, http and https only.
+* SSRF guard: every connection, on every hop, resolves the host itself and
+  checks *each* resolved address against loopback, private, link-local, CGNAT,
+  multicast, unspecified and reserved ranges (IPv4-mapped and NAT64/6to4
+  embeddings included) before connecting to exactly that address, so DNS
+  rebinding between a check and the connect is impossible. Networks listed in
+  ``options.allow_networks`` are let through.
+
+What it does NOT do: parse or sniff the document (``parse.py``), decide when to
+poll next or how to back off (``decide.py``; this module only reports
+``retry_after``), log (the pipeline logs the result), retry, or store anything.
+It needs an asyncio event loop, and one ``HttpFetcher`` must stay on one loop.
+
+When a ``transport`` is injected (tests, ``httpx.MockTransport``) the SSRF
+guard, which lives in the default transport's connection layer, is bypassed.
+
+Errors (``FetchError.kind``)::
+
+    INVALID_URL   the URL is not http(s) or is malformed (no request made)
+    BLOCKED       the SSRF guard refused an address, or a redirect left http(s)
+    TIMEOUT       connect timeout or the total deadline
+    TLS           handshake or certificate failure
+    CONNECTION    refused, reset, closed early, DNS failure
+    REDIRECT      too many redirects, a loop, an unusable Location
+    HTTP_STATUS   a final status other than 2xx/304 (``status``, ``retry_after``)
+    TOO_LARGE     the body exceeds ``max_body`` (declared or after decoding)
+    PARSE         the body's Content-Encoding is corrupt
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import errno
+import http
+import http.cookiejar
+import ipaddress
+import re
+import socket
+import ssl
+import time
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol, Self, TypeAlias, TypeVar
+
+import brotli  # type: ignore[import-untyped]
+import httpcore
+import httpx
+
+from ._model import FetchOptions, FetchResult
+from .exceptions import ConfigError, ConfigProblem, ErrorKind, FetchError
+
+__all__ = [
+    "ACCEPT",
+    "ACCEPT_ENCODING",
+    "Fetcher",
+    "HttpFetcher",
+    "Resolver",
+    "parse_retry_after",
+    "resolve_host",
+]
+
+_E = TypeVar("_E", bound=BaseException)
+
+IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Resolve ``(host, port)`` to IP address strings; raise ``OSError`` when it cannot.
+Resolver: TypeAlias = Callable[[str, int], Awaitable[Sequence[str]]]
+
+#: Feed types first; anything else is still accepted (many servers say text/html).
+ACCEPT = (
+    "application/atom+xml, application/rss+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.8, text/xml;q=0.8, "
+    "application/json;q=0.7, */*;q=0.1"
+)
+#: Exactly the codings ``_make_decoder`` handles (RFC 9110 §12.5.3).
+ACCEPT_ENCODING = "gzip, deflate, br"
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+_GZIP_MAGIC = b"\x1f\x8b"
+#: Largest piece a decoder emits at once: bounds memory whatever the compression ratio.
+_PIECE = 64 * 1024
+
+
+class Fetcher(Protocol):
+    """Fetch one feed document.
+
+    Contract: ``fetch`` returns a ``FetchResult`` whose ``status`` is 2xx (body
+    decoded) or 304 (empty body, validators carried), and raises only
+    ``FetchError`` (with ``url`` set to the URL asked for). Header names in the
+    result are lower-case. Implementations may be called concurrently from one
+    event loop. ``aclose`` releases connections; fetching afterwards is an error.
+    """
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- fetcher
+
+
+class HttpFetcher:
+    """The real :class:`Fetcher`: httpx over a guarded connection pool.
+
+    Args:
+        options: limits and policy (``config.fetch``).
+        transport: replaces the guarded default transport (tests only: this
+            also removes the SSRF guard).
+        clock: returns the current UTC time; used for ``Retry-After`` dates.
+        resolver: resolves host names for the SSRF guard (default
+            :func:`resolve_host`, the system resolver).
+
+    Raises:
+        ConfigError: ``options`` holds an invalid network or a limit below 1.
+    """
+
+    def __init__(
+        self,
+        options: FetchOptions,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], datetime] | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        _check_limits(options)
+        self._options = options
+        self._clock = clock or _utc_now
+        if transport is None:
+            guard = _AddressGuard(_parse_networks(options.allow_networks))
+            transport = _GuardedTransport(
+                _GuardedBackend(guard, resolver or resolve_host),
+                max_keepalive=options.concurrency,
+            )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+            # Per-operation timeouts; the total deadline is enforced in fetch().
+            timeout=httpx.Timeout(options.timeout, connect=options.connect_timeout),
+            cookies=_no_cookies(),
+            event_hooks={"response": [_hide_location]},
+        )
+        self._all_hosts = asyncio.Semaphore(options.concurrency)
+        # One semaphore per host name, made on first use; as many as hosts seen,
+        # which is bounded by the feeds configured and their redirect targets.
+        self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._closed = True
+        await self._client.aclose()
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """GET ``url``, conditionally when validators are given.
+
+        Raises:
+            FetchError: for every failure; see the module docstring for kinds.
+            RuntimeError: the fetcher is closed (a programming error).
+        """
+        if self._closed:
+            raise RuntimeError("HttpFetcher is closed")
+        target = _check_start_url(url)
+        request = _Request.build(self._options.user_agent, etag, last_modified)
+        async with self._all_hosts:
+            slot = _HostSlot(self._host_semaphore)
+            try:
+                # Waiting for a slot is queueing, not the server's slowness: the
+                # deadline starts once the first host's slot is held.
+                await slot.hold(target.host)
+                return await self._fetch_within_deadline(url, target, request, slot)
+            finally:
+                slot.release()
+
+    # ----------------------------------------------------------------- internals
+
+    def _host_semaphore(self, host: str) -> asyncio.Semaphore:
+        sem = self._per_host.get(host)
+        if sem is None:
+            sem = self._per_host[host] = asyncio.Semaphore(self._options.per_host)
+        return sem
+
+    async def _fetch_within_deadline(
+        self, url: str, target: httpx.URL, request: _Request, slot: _HostSlot
+    ) -> FetchResult:
+        started = time.monotonic()
+        try:
+            # httpx timeouts are per operation (each read may take `read`
+            # seconds), so one deadline around everything is what bounds a
+            # drip-feeding server.
+            async with asyncio.timeout(self._options.timeout):
+                return await self._follow(target, request, slot, started)
+        except TimeoutError as exc:
+            msg = f"timed out after {_seconds(self._options.timeout)}"
+            raise FetchError(ErrorKind.TIMEOUT, msg, url=url) from exc
+        except FetchError as exc:
+            if exc.url is None:  # raised below the client, which knows no feed URL
+                exc.url = url
+            raise
+        except _TRANSLATED as exc:
+            kind, msg = _classify(exc, self._options)
+            raise FetchError(kind, msg, url=url) from exc
+
+    async def _follow(
+        self,
+        url: httpx.URL,
+        request: _Request,
+        slot: _HostSlot,
+        started: float,
+    ) -> FetchResult:
+        """Send the request, following redirects by hand; return the final result."""
+        seen = {url.copy_with(fragment=None)}
+        redirects = 0
+        while True:
+            await slot.hold(url.host)
+            response = await self._client.send(
+                self._client.build_request("GET", url, headers=request.headers), stream=True
+            )
+            try:
+                location = _redirect_location(response)
+                if location is None:
+                    return await self._result(response, request, started)
+            finally:
+                await response.aclose()
+            if redirects >= self._options.max_redirects:
+                msg = f"more than {self._options.max_redirects} redirects (last to {location})"
+                raise FetchError(ErrorKind.REDIRECT, msg)
+            url = _next_hop(response.url, location)
+            hop = url.copy_with(fragment=None)
+            if hop in seen:
+                raise FetchError(ErrorKind.REDIRECT, f"redirect loop: {url} was already visited")
+            seen.add(hop)
+            redirects += 1
+
+    async def _result(
+        self, response: httpx.Response, sent: _Request, started: float
+    ) -> FetchResult:
+        status = response.status_code
+        if status == 304:
+            # RFC 9110 §15.4.5: a 304 carries the validators the 200 would have;
+            # if it omits them, the ones we hold are still current.
+            return FetchResult(
+                final_url=str(response.url),
+                status=304,
+                content=b"",
+                headers=_header_dict(response.headers),
+                etag=_last(response.headers, "etag") or sent.etag,
+                last_modified=_last(response.headers, "last-modified") or sent.last_modified,
+                elapsed=time.monotonic() - started,
+            )
+        if not 200 <= status < 300:
+            raise self._status_error(response)
+        content = await _read_body(response, self._options.max_body)
+        return FetchResult(
+            final_url=str(response.url),
+            status=status,
+            content=content,
+            headers=_header_dict(response.headers),
+            etag=_last(response.headers, "etag"),
+            last_modified=_last(response.headers, "last-modified"),
+            elapsed=time.monotonic() - started,
+        )
+
+    def _status_error(self, response: httpx.Response) -> FetchError:
+        status = response.status_code
+        retry_after = None
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(_last(response.headers, "retry-after"), self._clock())
+        msg = f"HTTP {status}"
+        phrase = _reason(status)
+        if phrase:
+            msg += f" {phrase}"
+        if retry_after is not None:
+            msg += f", retry after {_seconds(retry_after)}"
+        return FetchError(ErrorKind.HTTP_STATUS, msg, status=status, retry_after=retry_after)
+
+
+class _HostSlot:
+    """The per-host semaphore one fetch holds; moves with redirects to other hosts.
+
+    A fetch holds at most one host's slot at a time (it releases the old one
+    before waiting for the new), so two fetches redirecting across each other's
+    hosts cannot deadlock.
+    """
+
+    def __init__(self, semaphore_for: Callable[[str], asyncio.Semaphore]) -> None:
+        self._semaphore_for = semaphore_for
+        self._host: str | None = None
+        self._sem: asyncio.Semaphore | None = None
+
+    async def hold(self, host: str) -> None:
+        if host == self._host:
+            return
+        self.release()
+        sem = self._semaphore_for(host)
+        await sem.acquire()
+        self._host, self._sem = host, sem
+
+    def release(self) -> None:
+        if self._sem is not None:
+            self._sem.release()
+        self._host, self._sem = None, None
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def _check_start_url(url: str) -> httpx.URL:
+    """Parse the feed URL; only absolute http(s) URLs with a host are fetched."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise FetchError(ErrorKind.INVALID_URL, f"invalid URL: {exc}", url=url) from exc
+    if parsed.scheme not in ("http", "https"):
+        scheme = f"{parsed.scheme}:" if parsed.scheme else "a relative"
+        msg = f"{scheme} URL is not fetched; only http and https are"
+        raise FetchError(ErrorKind.INVALID_URL, msg, url=url)
+    if not parsed.host:
+        raise FetchError(ErrorKind.INVALID_URL, "invalid URL: no host", url=url)
+    if not _port_ok(parsed):
+        raise FetchError(ErrorKind.INVALID_URL, f"invalid URL: port {parsed.port}", url=url)
+    return parsed
+
+
+def _port_ok(url: httpx.URL) -> bool:
+    # httpx accepts any number; the resolver would fail with OverflowError.
+    return url.port is None or 0 < url.port < 65536
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """The headers of one fetch (the same on every hop) and the validators in them."""
+
+    headers: list[tuple[bytes, bytes]]
+    #: The validators actually sent (None when absent or unfit to send).
+    etag: str | None
+    last_modified: str | None
+
+    @classmethod
+    def build(cls, user_agent: str, etag: str | None, last_modified: str | None) -> _Request:
+        etag, last_modified = _sendable(etag), _sendable(last_modified)
+        headers = [
+            (b"User-Agent", _encode(user_agent)),
+            (b"Accept", ACCEPT.encode("ascii")),
+            (b"Accept-Encoding", ACCEPT_ENCODING.encode("ascii")),
+        ]
+        # RFC 9110 §13.1.3: a server evaluates If-None-Match and ignores
+        # If-Modified-Since when both are present, so sending both is safe and
+        # helps servers that implement only one of them.
+        if etag is not None:
+            headers.append((b"If-None-Match", _encode(etag)))
+        if last_modified is not None:
+            headers.append((b"If-Modified-Since", _encode(last_modified)))
+        return cls(headers, etag, last_modified)
+
+
+def _sendable(value: str | None) -> str | None:
+    """Return a stored validator if it is fit to send back as received, else None.
+
+    One holding control characters (CR, LF, NUL: RFC 9110 §5.5 forbids them)
+    would corrupt the request, so it is left out rather than "repaired".
+    """
+    if not value or any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F for ch in value):
+        return None
+    return value
+
+
+def _encode(value: str) -> bytes:
+    # Non-ASCII (obs-text) goes back as UTF-8, the first charset httpx tries
+    # when it decodes response headers, so a received value round-trips.
+    return value.encode("ascii") if value.isascii() else value.encode("utf-8")
+
+
+def _last(headers: httpx.Headers, name: str) -> str | None:
+    """The last value of a header (``Headers.get`` would join repeats with commas)."""
+    values = headers.get_list(name)
+    return values[-1] if values else None
+
+
+#: Where _hide_location puts a redirect's Location, out of httpx's sight.
+_LOCATION = "x-feedwatch-redirect-location"
+
+
+async def _hide_location(response: httpx.Response) -> None:
+    """Response hook: move a redirect's Location where httpx will not look.
+
+    Even with ``follow_redirects=False`` httpx builds the next request for
+    every 3xx with a Location, and raises (as a protocol error) on a Location
+    it cannot use. We follow redirects ourselves and judge the Location
+    ourselves, so httpx must not see it.
+    """
+    if _LOCATION in response.headers:
+        del response.headers[_LOCATION]
+    if response.status_code in _REDIRECT_STATUSES and "location" in response.headers:
+        response.headers[_LOCATION] = _last(response.headers, "location") or ""
+        del response.headers["location"]
+
+
+def _redirect_location(response: httpx.Response) -> str | None:
+    if response.status_code in _REDIRECT_STATUSES:
+        # A 3xx without Location is not a redirect we can follow: it falls
+        # through as a final status and becomes an HTTP_STATUS error.
+        return _last(response.headers, _LOCATION)
+    return None
+
+
+def _next_hop(current: httpx.URL, location: str) -> httpx.URL:
+    """Resolve a Location (RFC 9110 §10.2.2: may be relative) and vet its scheme."""
+    try:
+        url = current.join(location.strip())
+    except httpx.InvalidURL as exc:
+        raise FetchError(ErrorKind.REDIRECT, f"redirect to an invalid URL: {location!r}") from exc
+    if url.scheme not in ("http", "https"):
+        # Not an http(s) resource: following it could read local files or run
+        # other protocols, so it is refused like an unsafe address.
+        msg = f"blocked: redirect to a {url.scheme}: URL; only http and https are followed"
+        raise FetchError(ErrorKind.BLOCKED, msg)
+    if not url.host or not _port_ok(url):
+        raise FetchError(ErrorKind.REDIRECT, f"redirect to an invalid URL: {location!r}")
+    return url
+
+
+def _header_dict(headers: httpx.Headers) -> dict[str, str]:
+    # multi_items() yields lower-case names; for repeats the last value wins.
+    return dict(headers.multi_items())
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that refuses every cookie.
+
+    A shared client would otherwise keep every feed server's cookies for the
+    life of the daemon and send them back: unbounded state, and tracking.
+    """
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+async def _read_body(response: httpx.Response, max_body: int) -> bytes:
+    """Read and decode the body, never holding more than ``max_body`` decoded bytes."""
+    declared = response.headers.get("content-length", "")
+    # Content-Length counts the encoded bytes; a compressed body that large
+    # would only grow when decoded, so refusing it early is still right.
+    if declared.isascii() and declared.isdigit() and int(declared) > max_body:
+        raise _too_large(max_body)
+    if response.is_stream_consumed:
+        # Built with `content=` (httpx.MockTransport in tests): httpx has read
+        # and decoded it already; there is no raw stream left to bound.
+        if len(response.content) > max_body:
+            raise _too_large(max_body)
+        return response.content
+    decoder = _make_decoder(response.headers.get_list("content-encoding", split_commas=True))
+    body = bytearray()
+    received = 0
+    # aiter_raw, not aiter_bytes: httpx would inflate each network chunk in one
+    # call (a 64 KiB brotli chunk can expand to gigabytes); our decoders emit
+    # bounded pieces and we stop as soon as the cap is crossed.
+    async for chunk in response.aiter_raw():
+        received += len(chunk)
+        if received > max_body:
+            raise _too_large(max_body)
+        for piece in decoder.feed(chunk):
+            body += piece
+            if len(body) > max_body:
+                raise _too_large(max_body)
+    for piece in decoder.finish():
+        body += piece
+        if len(body) > max_body:
+            raise _too_large(max_body)
+    return bytes(body)
+
+
+def _too_large(max_body: int) -> FetchError:
+    return FetchError(ErrorKind.TOO_LARGE, f"body larger than {_size(max_body)}")
+
+
+class _Decoder(Protocol):
+    def feed(self, data: bytes) -> Iterator[bytes]: ...
+
+    def finish(self) -> Iterator[bytes]: ...
+
+
+class _Identity:
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if data:
+            yield data
+
+    def finish(self) -> Iterator[bytes]:
+        return iter(())
+
+
+class _Zlib:
+    """gzip (RFC 1952, several members allowed) or deflate (RFC 1950, or raw RFC 1951)."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._obj: zlib._Decompress | None = None
+        self._head = b""  # deflate only: bytes held until the format is known
+        self._done = False  # the stream has ended; later bytes are ignored
+        if coding == "gzip":
+            self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if self._obj is None:
+            # RFC 9110 §8.4.1.2 says "deflate" is the zlib format, but some
+            # servers send raw deflate; tell them apart by the zlib header.
+            data = self._head + data
+            if len(data) < 2:
+                self._head = data
+                return
+            self._head = b""
+            zlib_header = data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+            self._obj = zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS)
+        yield from self._inflate(data)
+
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        assert self._obj is not None
+        try:
+            while data and not self._done:
+                if self._obj.eof:
+                    # RFC 1952 §2.2: a gzip body may hold several members.
+                    # Anything else after the end of the stream is ignored, as
+                    # browsers do.
+                    if self._coding == "gzip" and _GZIP_MAGIC.startswith(data[:2]):
+                        self._obj = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    else:
+                        self._done = True
+                        return
+                out = self._obj.decompress(data, _PIECE)
+                if out:
+                    yield out
+                # Input not consumed: after the end of a stream, or because
+                # `out` reached its limit.
+                data = self._obj.unused_data if self._obj.eof else self._obj.unconsumed_tail
+        except zlib.error as exc:
+            raise _undecodable(self._coding, exc) from exc
+
+    def finish(self) -> Iterator[bytes]:
+        # Bytes still held in _head (a one-byte deflate body) cannot decode to
+        # anything. A stream cut short is not an error: browsers show what
+        # arrived, and the parser judges whether it is usable.
+        if self._obj is not None and not self._done:
+            try:
+                out = self._obj.flush()
+            except zlib.error as exc:
+                raise _undecodable(self._coding, exc) from exc
+            if out:
+                yield out
+
+
+class _Brotli:
+    """br (RFC 7932), with a bounded output per call (brotli >= 1.2)."""
+
+    def __init__(self) -> None:
+        self._obj = brotli.Decompressor()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if not data:
+            return
+        try:
+            out: bytes = self._obj.process(data, output_buffer_limit=_PIECE)
+            while True:
+                if out:
+                    yield out
+                if self._obj.can_accept_more_data():
+                    return
+                out = self._obj.process(b"", output_buffer_limit=_PIECE)
+        except brotli.error as exc:
+            raise _undecodable("br", exc) from exc
+
+    def finish(self) -> Iterator[bytes]:
+        return iter(())
+
+
+class _Chain:
+    """Several codings, decoded in the reverse of the order they were applied."""
+
+    def __init__(self, decoders: list[_Decoder]) -> None:
+        self._decoders = decoders
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        return self._push(0, data)
+
+    def _push(self, index: int, data: bytes) -> Iterator[bytes]:
+        if index == len(self._decoders):
+            yield data
+            return
+        for piece in self._decoders[index].feed(data):
+            yield from self._push(index + 1, piece)
+
+    def finish(self) -> Iterator[bytes]:
+        for index, decoder in enumerate(self._decoders):
+            for piece in decoder.finish():
+                yield from self._push(index + 1, piece)
+
+
+def _make_decoder(codings: list[str]) -> _Decoder:
+    decoders: list[_Decoder] = []
+    for raw in reversed(codings):
+        coding = raw.strip().lower()
+        if coding in ("gzip", "x-gzip"):  # RFC 9110 §8.4.1.3: x-gzip is gzip
+            decoders.append(_Zlib("gzip"))
+        elif coding == "deflate":
+            decoders.append(_Zlib("deflate"))
+        elif coding == "br":
+            decoders.append(_Brotli())
+        # "identity" and codings we never asked for (misconfigured servers send
+        # "utf-8" or "none") pass through untouched, as browsers and httpx do.
+    if not decoders:
+        return _Identity()
+    return decoders[0] if len(decoders) == 1 else _Chain(decoders)
+
+
+def _undecodable(coding: str, exc: Exception) -> FetchError:
+    return FetchError(ErrorKind.PARSE, f"cannot decode the {coding} body: {exc}")
+
+
+# --------------------------------------------------------------------------- Retry-After
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Return the seconds a ``Retry-After`` value asks to wait, or None if unusable.
+
+    RFC 9110 §10.2.3: either delay-seconds (``1*DIGIT``) or an HTTP-date
+    (IMF-fixdate, and the obsolete RFC 850 and asctime forms, which recipients
+    must accept, §5.6.7). A date in the past means 0. ``now`` should be aware;
+    a naive one is taken as UTC. No clamping here: the polling policy decides
+    how long is too long.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"[0-9]+", value):
+        try:
+            return float(int(value))
+        except (OverflowError, ValueError):  # absurdly long digit strings
+            return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    # HTTP-dates are always UTC (§5.6.7); asctime and "-0000" forms parse naive.
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+# --------------------------------------------------------------------------- errors
+
+_TRANSLATED: tuple[type[Exception], ...] = (
+    httpx.HTTPError,
+    httpx.InvalidURL,
+    httpx.StreamError,
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    OSError,  # includes ssl.SSLError
+)
+
+_ERRNO_MESSAGES = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset by peer",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed by peer",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+def _classify(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]:
+    """Map an httpx/httpcore/OS exception to a kind and a short human message."""
+    if isinstance(exc, httpx.ConnectTimeout | httpcore.ConnectTimeout):
+        return ErrorKind.TIMEOUT, f"connect timed out after {_seconds(options.connect_timeout)}"
+    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
+        return ErrorKind.TIMEOUT, f"timed out after {_seconds(options.timeout)}"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol | httpcore.UnsupportedProtocol):
+        return ErrorKind.INVALID_URL, f"invalid URL: {exc}"
+    tls = _find_cause(exc, ssl.SSLError)
+    if tls is not None:
+        return ErrorKind.TLS, _tls_message(tls)
+    # anyio wraps per-address failures in "All connection attempts failed"
+    # (no errno); the errno that says what happened is further down the chain.
+    os_error = _find_cause(exc, OSError, lambda e: e.errno is not None)
+    if os_error is not None and os_error.errno is not None:
+        if os_error.errno == errno.ETIMEDOUT:
+            return ErrorKind.TIMEOUT, "connect timed out"
+        known = _ERRNO_MESSAGES.get(os_error.errno)
+        return ErrorKind.CONNECTION, known or f"connection failed: {os_error.strerror}"
+    if isinstance(exc, httpx.RemoteProtocolError | httpcore.RemoteProtocolError):
+        return ErrorKind.CONNECTION, f"server broke the HTTP protocol: {_text(exc)}"
+    if isinstance(exc, httpx.DecodingError):  # only from bodies httpx decoded itself
+        return ErrorKind.PARSE, f"cannot decode the body: {_text(exc)}"
+    if isinstance(exc, httpx.StreamError):
+        return ErrorKind.INTERNAL, f"{type(exc).__name__}: {_text(exc)}"
+    return ErrorKind.CONNECTION, f"connection failed: {_text(exc)}"
+
+
+def _find_cause(
+    exc: BaseException, kind: type[_E], accept: Callable[[_E], bool] = lambda _: True
+) -> _E | None:
+    """The first ``kind`` exception that ``accept``s in ``exc``'s causes, contexts and groups."""
+    todo: list[BaseException | None] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind) and accept(current):
+            return current
+        todo += [current.__cause__, current.__context__]
+        if isinstance(current, BaseExceptionGroup):
+            todo += current.exceptions
+    return None
+
+
+def _tls_message(exc: ssl.SSLError) -> str:
+    # `reason` and `verify_message` are set by the ssl module's C code only.
+    reason = str(getattr(exc, "reason", None) or exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate rejected: {getattr(exc, 'verify_message', None) or reason}"
+    reason = reason.replace("_", " ").lower()
+    if reason == "wrong version number":
+        reason += " (is it a plain-HTTP port?)"
+    return f"TLS handshake failed: {reason}"
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:g} {unit}"
+    return f"{n} bytes"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------- SSRF guard
+
+# Checked in order; the first match names the problem. Python's is_private /
+# is_global differ between versions (and miss multicast), so the ranges are
+# spelled out (IANA special-purpose registries, RFC 6890), with `not
+# is_global` as a catch-all below.
+_FORBIDDEN: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), label)
+    for net, label in (
+        ("0.0.0.0/8", "an unspecified"),  # RFC 1122 "this network"
+        ("127.0.0.0/8", "a loopback"),
+        ("10.0.0.0/8", "a private"),  # RFC 1918
+        ("172.16.0.0/12", "a private"),
+        ("192.168.0.0/16", "a private"),
+        ("100.64.0.0/10", "a shared (CGNAT)"),  # RFC 6598
+        ("169.254.0.0/16", "a link-local"),  # RFC 3927; cloud metadata lives here
+        ("192.0.0.0/24", "a reserved"),  # RFC 6890 protocol assignments
+        ("192.0.2.0/24", "a reserved"),  # RFC 5737 documentation
+        ("198.51.100.0/24", "a reserved"),
+        ("203.0.113.0/24", "a reserved"),
+        ("198.18.0.0/15", "a reserved"),  # RFC 2544 benchmarking
+        ("192.88.99.0/24", "a reserved"),  # RFC 7526 deprecated 6to4 relays
+        ("224.0.0.0/4", "a multicast"),
+        ("240.0.0.0/4", "a reserved"),  # includes 255.255.255.255
+        ("::/128", "an unspecified"),
+        ("::1/128", "a loopback"),
+        ("::/96", "a reserved"),  # RFC 4291 deprecated IPv4-compatible
+        ("64:ff9b:1::/48", "a private"),  # RFC 8215 local-use NAT64
+        ("100::/64", "a reserved"),  # RFC 6666 discard
+        ("2001::/32", "a reserved"),  # RFC 4380 Teredo: tunnels to any IPv4
+        ("2001:db8::/32", "a reserved"),  # RFC 3849 documentation
+        ("fc00::/7", "a private"),  # RFC 4193 unique local
+        ("fe80::/10", "a link-local"),
+        ("fec0::/10", "a private"),  # RFC 3879 deprecated site-local
+        ("ff00::/8", "a multicast"),
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: last 32 bits are IPv4
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4), if any."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d reaches a.b.c.d on dual-stack hosts
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip.sixtofour  # 2002:AABB:CCDD::/48
+
+
+def _address_problem(ip: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
+    """Why connecting to ``ip`` is refused (e.g. "a loopback"), or None if it is fine."""
+    embedded = _embedded_ipv4(ip)
+    candidates = [ip] if embedded is None else [ip, embedded]
+    if any(c in net for c in candidates for net in allowed):
+        return None
+    for candidate in candidates:
+        for net, label in _FORBIDDEN:
+            if candidate in net:
+                return label
+    if any(not c.is_global for c in candidates):
+        return "a reserved"
+    return None
+
+
+class _AddressGuard:
+    """Decides whether a resolved address may be connected to."""
+
+    def __init__(self, allowed: Sequence[IPNetwork]) -> None:
+        self._allowed = tuple(allowed)
+
+    def check(self, host: str, address: str) -> None:
+        """Raise FetchError(BLOCKED) unless ``address`` (resolved from ``host``) is allowed."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
+        problem = _address_problem(ip, self._allowed)
+        if problem is None:
+            return
+        embedded = _embedded_ipv4(ip)
+        what = f"{ip} (IPv4 {embedded})" if embedded is not None else str(ip)
+        subject = what if _same_address(host, ip) else f"{host} resolves to {what}, which"
+        msg = f"blocked: {subject} is {problem} address not in fetch.allow_networks"
+        raise FetchError(ErrorKind.BLOCKED, msg)
+
+
+def _same_address(host: str, ip: IPAddress) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")) == ip
+    except ValueError:
+        return False
+
+
+def _parse_networks(values: Iterable[str]) -> list[IPNetwork]:
+    networks: list[IPNetwork] = []
+    problems: list[ConfigProblem] = []
+    for index, value in enumerate(values):
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError as exc:
+            problems.append(ConfigProblem(f"fetch.allow_networks[{index}]", str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return networks
+
+
+def _check_limits(options: FetchOptions) -> None:
+    problems = [
+        ConfigProblem(f"fetch.{name}", "must be at least 1")
+        for name, value in (
+            ("concurrency", options.concurrency),
+            ("per_host", options.per_host),
+            ("max_body", options.max_body),
+        )
+        if value < 1
+    ]
+    problems += [
+        ConfigProblem(f"fetch.{name}", "must be positive")
+        for name, value in (
+            ("timeout", options.timeout),
+            ("connect_timeout", options.connect_timeout),
+        )
+        if not value > 0
+    ]
+    if options.max_redirects < 0:
+        problems.append(ConfigProblem("fetch.max_redirects", "must not be negative"))
+    if problems:
+        raise ConfigError(problems)
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """Resolve ``host`` with the system resolver; return unique addresses in order.
+
+    Numeric forms (``2130706433``, ``0x7f.1``, ``::ffff:127.0.0.1``) come back
+    as the real address, which is what the guard must see.
+    """
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve, check every address, then connect to a checked address.
+
+    httpcore calls ``connect_tcp`` once per new connection (per origin; pooled
+    connections are reused), on every hop. It then starts TLS on the returned
+    stream with the origin's host name, so SNI and certificate checks still use
+    the name while the socket goes to the address we vetted.
+    """
+
+    def __init__(self, guard: _AddressGuard, resolver: Resolver) -> None:
+        self._guard = guard
+        self._resolve = resolver
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        try:
+            async with asyncio.timeout_at(deadline):
+                addresses = await self._resolve(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except OSError as exc:
+            detail = f" ({exc.strerror})" if exc.strerror else ""
+            raise FetchError(ErrorKind.CONNECTION, f"cannot resolve host {host}{detail}") from exc
+        if not addresses:
+            raise FetchError(ErrorKind.CONNECTION, f"cannot resolve host {host}")
+        # All or nothing: if a name answers with any forbidden address, refuse
+        # it, rather than trying the good ones and leaving the choice to DNS.
+        for address in addresses:
+            self._guard.check(host, address)
+        last_error: httpcore.ConnectError | None = None
+        for address in addresses:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=remaining,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except httpcore.ConnectError as exc:  # try the next address, like happy eyeballs
+                last_error = exc
+        assert last_error is not None
+        raise last_error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.UnsupportedProtocol("unix sockets are not used for feeds")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class _GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport with its connection pool built on :class:`_GuardedBackend`.
+
+    ``AsyncHTTPTransport`` has no parameter for a network backend, so the pool
+    it builds is replaced (it has opened nothing yet) by an identical one that
+    uses ours.
+    """
+
+    def __init__(self, backend: _GuardedBackend, *, max_keepalive: int) -> None:
+        context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=context, trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=context,
+            # Concurrency is bounded by HttpFetcher's semaphores; a pool limit
+            # as well would only add a second queue with its own timeout.
+            max_connections=None,
+            max_keepalive_connections=max_keepalive,
+            keepalive_expiry=5.0,
+            http1=True,
+            http2=False,
+            network_backend=backend,
+        )

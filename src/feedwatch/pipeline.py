@@ -1,0 +1,233 @@
+"""The "do it" side of a poll: calls the stages in order, one feed at a time per task.
+
+Does not decide anything itself (``decide``, ``rules`` and ``normalise`` do) and
+does not know which fetcher, parser runner or database it talks to::
+
+    feeds (from storage)
+    | fetch          Fetcher.fetch, concurrently (the fetcher bounds global and per-host load)
+    | parse          ParseRunner (inline, or a process pool): bytes + headers -> ParsedFeed
+    | normalise      pure: ParsedFeed -> Items
+    | stored         storage.entries_for_update
+    | decide         pure: new / updated items, next poll time
+    | match          pure: Matcher over new and updated items -> alerts
+    | commit         storage.commit_feed: feed state + items + alerts, ONE transaction
+
+One failing feed yields an error result and never stops the others; every
+error is recorded on its feed with its kind. Nothing holds a transaction
+while fetching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from ._logging import event, get_logger
+from ._model import (
+    AlertIntent,
+    FeedForUpdate,
+    FeedUpdateIntent,
+    FetchResult,
+    ItemIntent,
+    MatchInput,
+    ParsedFeed,
+    PollStatus,
+)
+from .decide import decide_items, next_poll_at
+from .exceptions import ErrorKind, FeedError, FetchError
+from .fetch import Fetcher
+from .normalise import normalise_entries
+from .rules import Matcher
+from .storage.base import StorageType
+from .types import PollResult
+
+log = get_logger(__name__)
+
+#: Runs ``parse_document(content, url=..., headers=...)``; inline or in a worker process.
+ParseRunner = Callable[[bytes, str, Mapping[str, str]], Awaitable[ParsedFeed]]
+
+Clock = Callable[[], datetime]
+
+
+class Pipeline:
+    """Poll feeds through fetch, parse, normalise, decide, match and commit."""
+
+    def __init__(
+        self,
+        storage: StorageType,
+        fetcher: Fetcher,
+        matcher: Matcher,
+        parse: ParseRunner,
+        *,
+        clock: Clock,
+        rand: Callable[[], float],
+    ) -> None:
+        self._storage = storage
+        self._fetcher = fetcher
+        self._matcher = matcher
+        self._parse = parse
+        self._clock = clock
+        self._rand = rand
+
+    async def poll(
+        self,
+        feeds: Sequence[FeedForUpdate],
+        on_result: Callable[[PollResult], None] | None = None,
+    ) -> list[PollResult]:
+        """Poll each feed once, concurrently; results come back in input order."""
+
+        async def one(feed: FeedForUpdate) -> PollResult:
+            result = await self.poll_feed(feed)
+            if on_result is not None:
+                on_result(result)
+            return result
+
+        return list(await asyncio.gather(*(one(f) for f in feeds)))
+
+    async def poll_feed(self, feed: FeedForUpdate) -> PollResult:
+        polled_at = self._clock()
+        started = time.perf_counter()
+        try:
+            result = await self._poll(feed, polled_at)
+        except FeedError as exc:
+            result = self._record_error(feed, polled_at, exc)
+        except Exception as exc:
+            # A bug, not the feed's fault: say so loudly, record it, keep the others going.
+            log.critical("unexpected error", exc_info=exc, extra={"kv": {"feed": feed.name}})
+            internal = FeedError(f"internal error: {type(exc).__name__}: {exc}", url=feed.url)
+            result = self._record_error(feed, polled_at, internal)
+        elapsed = time.perf_counter() - started
+        level = logging.WARNING if result.failed else logging.INFO
+        event(
+            log,
+            level,
+            "polled",
+            feed=feed.name,
+            status=result.status,
+            new=result.new,
+            updated=result.updated,
+            alerts=result.alerts,
+            error=result.error or "",
+        )
+        return _with_elapsed(result, elapsed)
+
+    async def _poll(self, feed: FeedForUpdate, polled_at: datetime) -> PollResult:
+        fetched = await self._fetcher.fetch(
+            feed.url, etag=feed.etag, last_modified=feed.last_modified
+        )
+        if fetched.not_modified:
+            return self._commit_not_modified(feed, polled_at, fetched)
+        parsed = await self._parse(fetched.content, fetched.final_url, fetched.headers)
+        items, warnings = normalise_entries(parsed, feed_url=fetched.final_url, now=polled_at)
+        for warning in (*parsed.warnings, *warnings):
+            event(log, logging.WARNING, "parse warning", feed=feed.name, warning=warning)
+        stored = self._storage.entries_for_update(feed.id, [i.entry_key for i in items])
+        intents = decide_items(items, stored)
+        alerts = self._match(feed, intents)
+        committed = self._storage.commit_feed(
+            FeedUpdateIntent(
+                feed_id=feed.id,
+                lease_token=feed.lease_token,
+                polled_at=polled_at,
+                status=PollStatus.OK,
+                next_poll_at=next_poll_at(polled_at, feed.interval, jitter=self._rand()),
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                feed_title=parsed.title,
+                http_status=fetched.status,
+                items=tuple(intents),
+                alerts=tuple(alerts),
+            )
+        )
+        return PollResult(
+            feed=feed.name,
+            url=feed.url,
+            status=PollStatus.OK.value,
+            new=committed.new_items,
+            updated=committed.updated_items,
+            alerts=committed.new_alerts,
+            seen=len(items),
+            http_status=fetched.status,
+            warnings=(*parsed.warnings, *warnings),
+        )
+
+    def _match(self, feed: FeedForUpdate, intents: Sequence[ItemIntent]) -> list[AlertIntent]:
+        alerts: list[AlertIntent] = []
+        for intent in intents:
+            item = intent.item
+            subject = MatchInput(
+                title=item.title,
+                content=item.content_text,
+                author=item.author or "",
+                feed=feed.name,
+                tags=(*feed.tags, *item.tags),
+                lang=item.language,
+            )
+            for match in self._matcher.match(subject):
+                alerts.append(AlertIntent(match.rule, item.entry_key, match.spans))
+        return alerts
+
+    def _commit_not_modified(
+        self, feed: FeedForUpdate, polled_at: datetime, fetched: FetchResult
+    ) -> PollResult:
+        self._storage.commit_feed(
+            FeedUpdateIntent(
+                feed_id=feed.id,
+                lease_token=feed.lease_token,
+                polled_at=polled_at,
+                status=PollStatus.NOT_MODIFIED,
+                next_poll_at=next_poll_at(polled_at, feed.interval, jitter=self._rand()),
+                etag=fetched.etag,
+                last_modified=fetched.last_modified,
+                http_status=fetched.status,
+            )
+        )
+        return PollResult(feed.name, feed.url, PollStatus.NOT_MODIFIED.value, http_status=304)
+
+    def _record_error(self, feed: FeedForUpdate, polled_at: datetime, exc: FeedError) -> PollResult:
+        status = exc.status if isinstance(exc, FetchError) else None
+        retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+        errors = feed.consecutive_errors + 1
+        try:
+            self._storage.commit_feed(
+                FeedUpdateIntent(
+                    feed_id=feed.id,
+                    lease_token=feed.lease_token,
+                    polled_at=polled_at,
+                    status=PollStatus.ERROR,
+                    next_poll_at=next_poll_at(
+                        polled_at,
+                        feed.interval,
+                        consecutive_errors=errors,
+                        error_kind=exc.kind,
+                        retry_after=retry_after,
+                        jitter=self._rand(),
+                    ),
+                    # Validators stay as they were: storage keeps them on error.
+                    etag=feed.etag,
+                    last_modified=feed.last_modified,
+                    error_kind=exc.kind,
+                    error_message=exc.message,
+                    http_status=status,
+                )
+            )
+        except Exception as store_exc:
+            log.error(
+                "cannot record feed error", exc_info=store_exc, extra={"kv": {"feed": feed.name}}
+            )
+        return PollResult(
+            feed=feed.name,
+            url=feed.url,
+            status=PollStatus.ERROR.value,
+            http_status=status,
+            error_kind=exc.kind.value if isinstance(exc.kind, ErrorKind) else str(exc.kind),
+            error=exc.message,
+        )
+
+
+def _with_elapsed(result: PollResult, elapsed: float) -> PollResult:
+    return replace(result, elapsed=elapsed)

@@ -1,0 +1,223 @@
+"""The database schema: SQLModel table classes and the column types they need.
+
+Declares tables only; it runs no query and knows no business rule (see ``sql.py``).
+The Alembic revisions under ``migrations/versions`` must create exactly these
+tables; ``tests/test_storage.py::test_models_match_migrations`` checks that they do.
+Change a table here, then add a revision there.
+
+The classes are never instantiated: ``sql.py`` works on their ``Table`` objects
+(``FEEDS``, ``ITEMS``, ...) with SQLAlchemy Core and maps rows to the records of
+``feedwatch._model`` / ``feedwatch.types`` itself, so no SQLModel object leaves
+this package.
+
+Every datetime column is :class:`UTCDateTime`: aware UTC in and out, stored as
+``timestamptz`` on PostgreSQL and as naive UTC text on SQLite.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+#: Deterministic constraint and index names, identical on SQLite and PostgreSQL,
+#: so that migrations can refer to them by name.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: feedwatch's own metadata (not SQLModel's global one), so that no other
+#: SQLModel class anywhere can end up in our migrations.
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    Binding a naive datetime raises ``ValueError``: feedwatch never guesses a zone.
+    SQLite has no time zones, so values are stored there as naive UTC (which also
+    keeps their text form sortable) and made aware again when read.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: feedwatch stores aware UTC only")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class _Table(SQLModel, registry=registry(metadata=metadata)):
+    """Base of the table classes: puts them in :data:`metadata`."""
+
+
+def _col(type_: Any, *args: Any, nullable: bool = True, **kwargs: Any) -> Any:
+    """A SQLModel field backed by an explicit SQLAlchemy column."""
+    return Field(sa_column=Column(type_, *args, nullable=nullable, **kwargs))
+
+
+class FeedRow(_Table, table=True):
+    """A feed from feeds.yaml and its polling state. The row is also the lease."""
+
+    __tablename__ = "feeds"
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: Stable name from the configuration (renames keep the row).
+    name: str = _col(Text, nullable=False, unique=True)
+    url: str = _col(Text, nullable=False)
+    #: Title from the configuration.
+    title: str | None = _col(Text)
+    #: Title from the feed document.
+    feed_title: str | None = _col(Text)
+    #: Poll interval in seconds.
+    interval: float = _col(Float, nullable=False)
+    tags: list[str] = _col(JSON, nullable=False)
+    active: bool = _col(Boolean, nullable=False)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    etag: str | None = _col(Text)
+    last_modified: str | None = _col(Text)
+    last_poll_at: datetime | None = _col(UTCDateTime)
+    #: When the feed is due; also the lease expiry while claimed.
+    next_poll_at: datetime | None = _col(UTCDateTime, index=True)
+    last_success_at: datetime | None = _col(UTCDateTime)
+    #: "ok", "not_modified" or "error"; None before the first poll.
+    status: str | None = _col(String(16))
+    http_status: int | None = _col(Integer)
+    consecutive_errors: int = _col(Integer, nullable=False)
+    last_error_kind: str | None = _col(String(32))
+    last_error: str | None = _col(Text)
+    #: Token of the worker that claimed the feed; None when not claimed.
+    lease_owner: str | None = _col(String(200))
+    lease_expires_at: datetime | None = _col(UTCDateTime)
+
+
+class ItemRow(_Table, table=True):
+    """One entry of one feed, unique per (feed, entry key)."""
+
+    __tablename__ = "items"
+    __table_args__ = (UniqueConstraint("feed_id", "entry_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    feed_id: int = _col(Integer, ForeignKey("feeds.id"), nullable=False)
+    entry_key: str = _col(Text, nullable=False)
+    guid: str | None = _col(Text)
+    url: str | None = _col(Text)
+    canonical_url: str | None = _col(Text, index=True)
+    title: str = _col(Text, nullable=False)
+    content_html: str = _col(Text, nullable=False)
+    content_text: str = _col(Text, nullable=False)
+    author: str | None = _col(Text)
+    published: datetime | None = _col(UTCDateTime)
+    updated: datetime | None = _col(UTCDateTime)
+    first_seen: datetime = _col(UTCDateTime, nullable=False)
+    #: The poll that stored the current content (first_seen for a never-updated item).
+    last_changed_at: datetime = _col(UTCDateTime, nullable=False)
+    sort_at: datetime = _col(UTCDateTime, nullable=False, index=True)
+    tags: list[str] = _col(JSON, nullable=False)
+    language: str | None = _col(String(35))
+    content_hash: str = _col(String(128), nullable=False)
+    hash_changes: int = _col(Integer, nullable=False)
+
+
+class RuleRow(_Table, table=True):
+    """A keyword rule from feeds.yaml."""
+
+    __tablename__ = "rules"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = _col(Text, nullable=False, unique=True)
+    query: str = _col(Text, nullable=False)
+    active: bool = _col(Boolean, nullable=False)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+class AlertRow(_Table, table=True):
+    """A rule matched an item; unique per (rule, item)."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("rule_id", "item_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    rule_id: int = _col(Integer, ForeignKey("rules.id"), nullable=False)
+    item_id: int = _col(Integer, ForeignKey("items.id"), nullable=False, index=True)
+    created_at: datetime = _col(UTCDateTime, nullable=False, index=True)
+    #: [{"field": "title"|"content", "start": int, "end": int}, ...]
+    spans: list[dict[str, Any]] = _col(JSON, nullable=False)
+
+
+class SubscriberRow(_Table, table=True):
+    """An alert subscriber from feeds.yaml."""
+
+    __tablename__ = "subscribers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = _col(Text, nullable=False, unique=True)
+    #: "email" or "webhook".
+    channel: str = _col(String(32), nullable=False)
+    #: The subscriber's validated settings, as JSON text.
+    spec: str = _col(Text, nullable=False)
+    active: bool = _col(Boolean, nullable=False)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+
+
+FEEDS: Table = metadata.tables["feeds"]
+ITEMS: Table = metadata.tables["items"]
+RULES: Table = metadata.tables["rules"]
+ALERTS: Table = metadata.tables["alerts"]
+SUBSCRIBERS: Table = metadata.tables["subscribers"]
+
+__all__ = [
+    "ALERTS",
+    "FEEDS",
+    "ITEMS",
+    "NAMING_CONVENTION",
+    "RULES",
+    "SUBSCRIBERS",
+    "AlertRow",
+    "FeedRow",
+    "ItemRow",
+    "RuleRow",
+    "SubscriberRow",
+    "UTCDateTime",
+    "metadata",
+]

@@ -1,0 +1,915 @@
+"""SQL storage: :class:`SqlStorage` implements the storage contract on SQLite and PostgreSQL.
+
+Does:
+  * open an engine from a database URL (:func:`open_storage`), with SQLite set up for
+    several processes (WAL, busy timeout, foreign keys, ``BEGIN IMMEDIATE`` for writers);
+  * apply the Alembic migrations shipped in ``migrations/`` (:meth:`SqlStorage.migrate`);
+  * run each operation of :class:`~feedwatch.storage.base.StorageType` in its own short
+    transaction, mapping rows to the records of ``feedwatch._model`` / ``feedwatch.types``;
+  * translate SQLAlchemy, DBAPI and Alembic errors into
+    :class:`~feedwatch.exceptions.StorageError` (chained) that say what failed and where.
+
+Does not:
+  * decide anything about feeds or items: it writes what the intents say (the pipeline
+    and ``decide`` choose statuses, next poll times, new/updated items);
+  * read the clock or the configuration: times come in as arguments;
+  * keep a transaction open after a method returns, or migrate on its own
+    (call :meth:`SqlStorage.migrate` on start);
+  * log: callers log what the returned reports and results say.
+
+Schema: ``_tables.py``. A programming error (such as a naive datetime) raises
+``ValueError``/``TypeError``, not ``StorageError``.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.sql.dml import Insert
+
+from .. import __version__
+from .._model import (
+    CommitResult,
+    EntryForUpdate,
+    FeedForUpdate,
+    FeedSpec,
+    FeedUpdateIntent,
+    Item,
+    ItemChange,
+    ItemIntent,
+    PollStatus,
+    RuleSpec,
+    SubscriberSpec,
+)
+from ..exceptions import StorageError
+from ..types import FeedStatus, StoredAlert, StoredItem, StoredSpan
+from ._tables import ALERTS, FEEDS, ITEMS, RULES, SUBSCRIBERS, UTCDateTime
+from .base import StorageType, SyncReport
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SqlStorage", "alembic_config", "open_storage"]
+
+#: Seconds a SQLite writer waits for another writer before "database is locked".
+DEFAULT_BUSY_TIMEOUT = 10.0
+
+#: Seconds to wait for a PostgreSQL connection (unless the URL says ``connect_timeout``).
+PG_CONNECT_TIMEOUT = 10
+
+#: Where Alembic finds ``env.py`` and ``versions/``.
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+#: Bind parameters per IN list; SQLite's default limit is 999 on old builds.
+_CHUNK = 500
+
+#: Connection execution option that makes the SQLite "begin" hook emit BEGIN IMMEDIATE.
+_WRITE = "feedwatch_write"
+
+#: First key of the PostgreSQL advisory locks taken by migrate and sync_config
+#: (the second key is the schema, so that schemas on one server do not contend).
+_PG_LOCK_MIGRATE = 0x0FEED001
+_PG_LOCK_SYNC = 0x0FEED002
+
+_T = TypeVar("_T")
+_Row = Row[*tuple[Any, ...]]
+
+
+def open_storage(url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> SqlStorage:
+    """Open (but do not connect to or migrate) the database at ``url``.
+
+    Accepted URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``sqlite://`` (in memory, one connection shared by all threads),
+    ``postgresql://…``, ``postgres://…`` and ``postgresql+psycopg://…`` (always
+    the psycopg 3 driver). ``busy_timeout`` is how long a SQLite writer waits
+    for another one, in seconds.
+
+    Raises:
+        StorageError: the URL is malformed or names an unsupported database.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(
+            "invalid database URL (expected sqlite:///path.db or postgresql://user@host/db)"
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        return SqlStorage(_sqlite_engine(parsed, busy_timeout), busy_timeout=busy_timeout)
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return SqlStorage(_postgres_engine(parsed), busy_timeout=busy_timeout)
+    raise StorageError(
+        f"unsupported database URL scheme {parsed.drivername!r}: "
+        "use sqlite:///path.db or postgresql://user@host/db"
+    )
+
+
+def alembic_config(connection: Connection) -> Config:
+    """An Alembic configuration for feedwatch's migrations, running on ``connection``.
+
+    Built in code (no ``alembic.ini``); ``migrations/env.py`` takes the connection
+    from ``config.attributes["connection"]``.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    config.attributes["connection"] = connection
+    return config
+
+
+class SqlStorage(StorageType):
+    """The storage contract on SQLAlchemy; see :class:`~feedwatch.storage.base.StorageType`.
+
+    Thread-safe: every method takes its own pooled connection and transaction
+    (an in-memory SQLite database has a single connection, so its methods are
+    serialised by a lock).
+    """
+
+    def __init__(self, engine: Engine, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._where = _describe(engine.url)
+        self._busy_timeout = busy_timeout
+        self._serial: AbstractContextManager[Any] = (
+            threading.RLock() if isinstance(engine.pool, StaticPool) else nullcontext()
+        )
+
+    def __repr__(self) -> str:
+        return f"<SqlStorage {self._where}>"
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for tests and diagnostics (not part of the contract)."""
+        return self._engine
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def migrate(self) -> None:
+        with self._transaction("schema migration", write=True) as conn:
+            self._pg_lock(conn, _PG_LOCK_MIGRATE)
+            config = alembic_config(conn)
+            try:
+                script = ScriptDirectory.from_config(config)
+                known = {rev.revision for rev in script.walk_revisions()}
+                current = MigrationContext.configure(conn).get_current_heads()
+                unknown = sorted(set(current) - known)
+                if unknown:
+                    raise StorageError(
+                        f"the database at {self._where} has schema revision "
+                        f"{', '.join(unknown)}, newer than this feedwatch {__version__} knows "
+                        f"(its newest is {script.get_current_head()}); "
+                        "upgrade feedwatch to use this database"
+                    )
+                command.upgrade(config, "head")
+            except CommandError as exc:
+                raise StorageError(f"schema migration failed on {self._where}: {exc}") from exc
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ configuration
+
+    def sync_config(
+        self,
+        feeds: Sequence[FeedSpec],
+        rules: Sequence[RuleSpec],
+        subscribers: Sequence[SubscriberSpec],
+        now: datetime,
+    ) -> dict[str, SyncReport]:
+        _require_aware(now, "now")
+        feed_values = {
+            spec.name: {
+                "url": spec.url,
+                "title": spec.title,
+                "interval": float(spec.interval),
+                "tags": list(spec.tags),
+                "active": spec.enabled,
+            }
+            for spec in _unique_names(feeds, "feed")
+        }
+        rule_values = {
+            spec.name: {"query": spec.query, "active": True}
+            for spec in _unique_names(rules, "rule")
+        }
+        subscriber_values = {
+            spec.name: {"channel": spec.channel, "spec": spec.spec_json, "active": True}
+            for spec in _unique_names(subscribers, "subscriber")
+        }
+
+        def feed_extra(changed: Mapping[str, Any]) -> dict[str, Any]:
+            extra: dict[str, Any] = {}
+            if "url" in changed:
+                # The validators belong to the old URL; poll the new one soon.
+                extra.update(etag=None, last_modified=None, next_poll_at=now)
+            if changed.get("active") is True:
+                extra["next_poll_at"] = now
+            return extra
+
+        def touched(changed: Mapping[str, Any]) -> dict[str, Any]:
+            return {"updated_at": now}
+
+        with self._transaction("configuration sync", write=True) as conn:
+            self._pg_lock(conn, _PG_LOCK_SYNC)
+            return {
+                "feeds": _sync_table(
+                    conn,
+                    FEEDS,
+                    feed_values,
+                    rename_by="url",
+                    new_row={
+                        "created_at": now,
+                        "next_poll_at": now,
+                        "consecutive_errors": 0,
+                    },
+                    extra=feed_extra,
+                ),
+                "rules": _sync_table(
+                    conn,
+                    RULES,
+                    rule_values,
+                    rename_by="query",
+                    new_row={"created_at": now, "updated_at": now},
+                    extra=touched,
+                ),
+                "subscribers": _sync_table(
+                    conn,
+                    SUBSCRIBERS,
+                    subscriber_values,
+                    rename_by=None,
+                    new_row={"created_at": now, "updated_at": now},
+                    extra=touched,
+                ),
+            }
+
+    # ------------------------------------------------------------------ polling
+
+    def feeds_for_poll(self, names: Sequence[str] | None = None) -> list[FeedForUpdate]:
+        base = select(*_FEED_FOR_UPDATE_COLUMNS).where(FEEDS.c.active.is_(True))
+        with self._transaction("reading feeds to poll", write=False) as conn:
+            if names is None:
+                rows = list(conn.execute(base.order_by(FEEDS.c.name)))
+            else:
+                rows = []
+                for chunk in _chunks(dict.fromkeys(names)):
+                    rows.extend(conn.execute(base.where(FEEDS.c.name.in_(chunk))))
+                rows.sort(key=lambda row: str(row.name))
+        return [_feed_for_update(row, lease_token=None) for row in rows]
+
+    def claim_due_feeds(
+        self, now: datetime, limit: int, lease_seconds: float, token: str
+    ) -> list[FeedForUpdate]:
+        _require_aware(now, "now")
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        due = (
+            select(FEEDS.c.id)
+            .where(
+                FEEDS.c.active.is_(True),
+                or_(FEEDS.c.next_poll_at.is_(None), FEEDS.c.next_poll_at <= now),
+            )
+            .order_by(FEEDS.c.next_poll_at.asc().nulls_first(), FEEDS.c.id)
+            .limit(limit)
+            # PostgreSQL: rows another worker is claiming right now are skipped, and
+            # rows it has just claimed no longer qualify when re-checked. SQLite
+            # ignores this clause; BEGIN IMMEDIATE serialises the claimers instead.
+            .with_for_update(skip_locked=True)
+        )
+        with self._transaction("claiming due feeds", write=True) as conn:
+            ids = list(conn.scalars(due))
+            if not ids:
+                return []
+            rows = list(
+                conn.execute(
+                    update(FEEDS)
+                    .where(FEEDS.c.id.in_(ids))
+                    .values(next_poll_at=until, lease_owner=token, lease_expires_at=until)
+                    .returning(*_FEED_FOR_UPDATE_COLUMNS)
+                )
+            )
+        order = {feed_id: position for position, feed_id in enumerate(ids)}
+        rows.sort(key=lambda row: order[row.id])
+        return [_feed_for_update(row, lease_token=token) for row in rows]
+
+    def entries_for_update(self, feed_id: int, keys: Sequence[str]) -> dict[str, EntryForUpdate]:
+        found: dict[str, EntryForUpdate] = {}
+        query = select(
+            ITEMS.c.id, ITEMS.c.entry_key, ITEMS.c.content_hash, ITEMS.c.hash_changes
+        ).where(ITEMS.c.feed_id == feed_id)
+        with self._transaction(f"reading stored items of feed {feed_id}", write=False) as conn:
+            for chunk in _chunks(dict.fromkeys(keys)):
+                for row in conn.execute(query.where(ITEMS.c.entry_key.in_(chunk))):
+                    found[row.entry_key] = EntryForUpdate(
+                        id=row.id,
+                        entry_key=row.entry_key,
+                        content_hash=row.content_hash,
+                        hash_changes=row.hash_changes,
+                    )
+        return found
+
+    def commit_feed(self, intent: FeedUpdateIntent) -> CommitResult:
+        _require_aware(intent.polled_at, "polled_at")
+        _require_aware(intent.next_poll_at, "next_poll_at")
+        try:
+            with self._transaction(f"commit of feed {intent.feed_id}", write=True) as conn:
+                if not self._update_feed_state(conn, intent):
+                    raise _LeaseLost
+                new_ids, updated = self._write_items(conn, intent)
+                alerts = self._write_alerts(conn, intent, new_ids)
+        except _LeaseLost:
+            return CommitResult(written=False)
+        return CommitResult(
+            written=True, new_items=len(new_ids), updated_items=updated, new_alerts=alerts
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def list_feeds(self, include_inactive: bool = False) -> list[FeedStatus]:
+        counts = (
+            select(ITEMS.c.feed_id, func.count().label("n")).group_by(ITEMS.c.feed_id).subquery()
+        )
+        query = (
+            select(FEEDS, func.coalesce(counts.c.n, 0).label("item_count"))
+            .outerjoin(counts, counts.c.feed_id == FEEDS.c.id)
+            .order_by(FEEDS.c.name)
+        )
+        if not include_inactive:
+            query = query.where(FEEDS.c.active.is_(True))
+        with self._transaction("listing feeds", write=False) as conn:
+            rows = list(conn.execute(query))
+        return [
+            FeedStatus(
+                name=row.name,
+                url=row.url,
+                title=row.title if row.title is not None else row.feed_title,
+                active=bool(row.active),
+                last_poll_at=row.last_poll_at,
+                next_poll_at=row.next_poll_at,
+                status=row.status,
+                item_count=int(row.item_count),
+                consecutive_errors=row.consecutive_errors,
+                last_error_kind=row.last_error_kind,
+                last_error=row.last_error,
+                last_success_at=row.last_success_at,
+            )
+            for row in rows
+        ]
+
+    def list_items(
+        self,
+        feed: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[StoredItem]:
+        """Stored items, newest first (by ``sort_at``, then id); ``since`` bounds ``sort_at``."""
+        query = (
+            select(
+                ITEMS.c.id,
+                FEEDS.c.name.label("feed_name"),
+                ITEMS.c.entry_key,
+                ITEMS.c.url,
+                ITEMS.c.title,
+                ITEMS.c.content_text,
+                ITEMS.c.author,
+                ITEMS.c.published,
+                ITEMS.c.first_seen,
+                ITEMS.c.sort_at,
+                ITEMS.c.tags,
+                ITEMS.c.language,
+            )
+            .join(FEEDS, FEEDS.c.id == ITEMS.c.feed_id)
+            .order_by(ITEMS.c.sort_at.desc(), ITEMS.c.id.desc())
+        )
+        if feed is not None:
+            query = query.where(FEEDS.c.name == feed)
+        if since is not None:
+            _require_aware(since, "since")
+            query = query.where(ITEMS.c.sort_at >= since)
+        query = _limited(query, limit)
+        with self._transaction("listing items", write=False) as conn:
+            rows = list(conn.execute(query))
+        return [
+            StoredItem(
+                id=row.id,
+                feed=row.feed_name,
+                entry_key=row.entry_key,
+                url=row.url,
+                title=row.title,
+                content_text=row.content_text,
+                author=row.author,
+                published=row.published,
+                first_seen=row.first_seen,
+                sort_at=row.sort_at,
+                tags=tuple(row.tags or ()),
+                language=row.language,
+            )
+            for row in rows
+        ]
+
+    def list_alerts(
+        self,
+        rule: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[StoredAlert]:
+        """Stored alerts, newest first (by ``created_at``, then id); ``since`` bounds
+        ``created_at``. Alerts of deactivated rules are listed too."""
+        query = (
+            select(
+                ALERTS.c.id,
+                RULES.c.name.label("rule_name"),
+                FEEDS.c.name.label("feed_name"),
+                ITEMS.c.id.label("item_id"),
+                ITEMS.c.title.label("item_title"),
+                ITEMS.c.url.label("item_url"),
+                ITEMS.c.content_text.label("item_text"),
+                ALERTS.c.created_at,
+                ALERTS.c.spans,
+            )
+            .join(RULES, RULES.c.id == ALERTS.c.rule_id)
+            .join(ITEMS, ITEMS.c.id == ALERTS.c.item_id)
+            .join(FEEDS, FEEDS.c.id == ITEMS.c.feed_id)
+            .order_by(ALERTS.c.created_at.desc(), ALERTS.c.id.desc())
+        )
+        if rule is not None:
+            query = query.where(RULES.c.name == rule)
+        if since is not None:
+            _require_aware(since, "since")
+            query = query.where(ALERTS.c.created_at >= since)
+        query = _limited(query, limit)
+        with self._transaction("listing alerts", write=False) as conn:
+            rows = list(conn.execute(query))
+        return [
+            StoredAlert(
+                id=row.id,
+                rule=row.rule_name,
+                feed=row.feed_name,
+                item_id=row.item_id,
+                item_title=row.item_title,
+                item_url=row.item_url,
+                created_at=row.created_at,
+                spans=tuple(
+                    StoredSpan(field=str(s["field"]), start=int(s["start"]), end=int(s["end"]))
+                    for s in row.spans or ()
+                ),
+                item_text=row.item_text,
+            )
+            for row in rows
+        ]
+
+    # ------------------------------------------------------------------ commit parts
+
+    def _update_feed_state(self, conn: Connection, intent: FeedUpdateIntent) -> bool:
+        """Update the feed row (fenced on the lease token); False if no row matched."""
+        values: dict[str, Any] = {
+            "last_poll_at": intent.polled_at,
+            "next_poll_at": intent.next_poll_at,
+            "status": intent.status.value,
+            "http_status": intent.http_status,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if intent.feed_title is not None:
+            values["feed_title"] = intent.feed_title
+        if intent.status is PollStatus.ERROR:
+            # Keep the validators: they still describe the content we hold.
+            values["consecutive_errors"] = FEEDS.c.consecutive_errors + 1
+            values["last_error_kind"] = (
+                intent.error_kind.value if intent.error_kind is not None else None
+            )
+            values["last_error"] = intent.error_message
+        else:
+            values["consecutive_errors"] = 0
+            values["last_error_kind"] = None
+            values["last_error"] = None
+            values["last_success_at"] = intent.polled_at
+            if intent.status is PollStatus.OK:
+                # A 200 replaces the validators; missing ones are cleared.
+                values["etag"] = intent.etag
+                values["last_modified"] = intent.last_modified
+            else:
+                # A 304 that does not repeat a validator leaves the stored one valid
+                # (RFC 9110 §15.4.5: the cached representation is still current).
+                if intent.etag is not None:
+                    values["etag"] = intent.etag
+                if intent.last_modified is not None:
+                    values["last_modified"] = intent.last_modified
+        statement = update(FEEDS).where(FEEDS.c.id == intent.feed_id).values(values)
+        if intent.lease_token is not None:
+            statement = statement.where(FEEDS.c.lease_owner == intent.lease_token)
+        return bool(conn.execute(statement).rowcount)
+
+    def _write_items(
+        self, conn: Connection, intent: FeedUpdateIntent
+    ) -> tuple[dict[str, int], int]:
+        """Insert the new items and update the changed ones.
+
+        Returns the ids of the items really inserted, by entry key, and how many
+        stored items were updated.
+        """
+        new_rows = [
+            _item_values(change.item)
+            | {
+                "feed_id": intent.feed_id,
+                "first_seen": change.item.first_seen,
+                "last_changed_at": intent.polled_at,
+                "hash_changes": change.hash_changes,
+            }
+            for change in intent.items
+            if change.change is ItemChange.NEW
+        ]
+        new_ids: dict[str, int] = {}
+        if new_rows:
+            statement = self._insert_ignoring_duplicates(ITEMS, ["feed_id", "entry_key"]).returning(
+                ITEMS.c.id, ITEMS.c.entry_key
+            )
+            for row in conn.execute(statement, new_rows):
+                new_ids[row.entry_key] = row.id
+        updated = 0
+        for change in intent.items:
+            if change.change is ItemChange.UPDATED:
+                updated += self._update_item(conn, intent, change)
+        return new_ids, updated
+
+    def _update_item(self, conn: Connection, intent: FeedUpdateIntent, change: ItemIntent) -> int:
+        item = change.item
+        values = _item_values(item) | {
+            "last_changed_at": intent.polled_at,
+            "hash_changes": change.hash_changes,
+            # first_seen is kept, and so is the item's place in time: sort_at stays
+            # clamped to the stored first_seen, as it was for the first version.
+            "sort_at": case(
+                (
+                    literal(item.sort_at, UTCDateTime()) < ITEMS.c.first_seen,
+                    literal(item.sort_at, UTCDateTime()),
+                ),
+                else_=ITEMS.c.first_seen,
+            ),
+        }
+        del values["entry_key"]
+        where = ITEMS.c.feed_id == intent.feed_id
+        if change.existing_id is not None:
+            where = and_(where, ITEMS.c.id == change.existing_id)
+        else:
+            where = and_(where, ITEMS.c.entry_key == item.entry_key)
+        return int(conn.execute(update(ITEMS).where(where).values(values)).rowcount)
+
+    def _write_alerts(
+        self, conn: Connection, intent: FeedUpdateIntent, new_ids: Mapping[str, int]
+    ) -> int:
+        """Insert the alerts; those naming an unknown or inactive rule, or an entry
+        key this feed does not have, are skipped. Returns how many were inserted."""
+        if not intent.alerts:
+            return 0
+        rule_ids: dict[str, int] = {}
+        for chunk in _chunks(dict.fromkeys(alert.rule for alert in intent.alerts)):
+            rule_query = select(RULES.c.id, RULES.c.name).where(
+                RULES.c.active.is_(True), RULES.c.name.in_(chunk)
+            )
+            rule_ids.update((row.name, row.id) for row in conn.execute(rule_query))
+        item_ids = dict(new_ids)
+        missing = [a.entry_key for a in intent.alerts if a.entry_key not in item_ids]
+        for chunk in _chunks(dict.fromkeys(missing)):
+            item_query = select(ITEMS.c.id, ITEMS.c.entry_key).where(
+                ITEMS.c.feed_id == intent.feed_id, ITEMS.c.entry_key.in_(chunk)
+            )
+            item_ids.update((row.entry_key, row.id) for row in conn.execute(item_query))
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
+        for alert in intent.alerts:
+            rule_id = rule_ids.get(alert.rule)
+            item_id = item_ids.get(alert.entry_key)
+            if rule_id is None or item_id is None:
+                continue
+            rows.setdefault(
+                (rule_id, item_id),
+                {
+                    "rule_id": rule_id,
+                    "item_id": item_id,
+                    "created_at": intent.polled_at,
+                    "spans": [
+                        {"field": span.field, "start": span.start, "end": span.end}
+                        for span in alert.spans
+                    ],
+                },
+            )
+        if not rows:
+            return 0
+        statement = self._insert_ignoring_duplicates(ALERTS, ["rule_id", "item_id"]).returning(
+            ALERTS.c.id
+        )
+        return len(list(conn.execute(statement, list(rows.values()))))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _insert_ignoring_duplicates(self, table: Table, unique: list[str]) -> Insert:
+        """INSERT … ON CONFLICT (unique) DO NOTHING, in this database's dialect."""
+        if self._dialect == "postgresql":
+            return pg_dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
+        return sqlite_dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
+
+    def _pg_lock(self, conn: Connection, key: int) -> None:
+        """On PostgreSQL, serialise this transaction with others doing the same job."""
+        if self._dialect == "postgresql":
+            conn.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:key, hashtext(coalesce(current_schema(), '')))"
+                ),
+                {"key": key},
+            )
+
+    @contextmanager
+    def _transaction(self, what: str, *, write: bool) -> Iterator[Connection]:
+        """One connection and one transaction, committed on success, rolled back on error.
+
+        ``write`` makes SQLite take the write lock at BEGIN (``BEGIN IMMEDIATE``), so a
+        writer waits for other writers up front instead of failing halfway through.
+        """
+        with self._serial:
+            try:
+                conn = self._engine.connect()
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                verb = "open" if self._dialect == "sqlite" else "connect to"
+                raise StorageError(
+                    f"{what} failed: cannot {verb} {self._where}: {_reason(exc)}"
+                ) from exc
+            try:
+                with conn:
+                    if write:
+                        conn.execution_options(**{_WRITE: True})
+                    with conn.begin():
+                        yield conn
+            except SQLAlchemyError as exc:
+                raise self._translate(what, exc) from exc
+
+    def _translate(self, what: str, exc: SQLAlchemyError) -> Exception:
+        if (
+            isinstance(exc, StatementError)
+            and not isinstance(exc, DBAPIError)
+            and isinstance(exc.orig, ValueError | TypeError)
+        ):
+            # Raised by our own code while binding (e.g. a naive datetime): a bug in the
+            # caller, not a database failure.
+            return type(exc.orig)(f"{what}: {exc.orig}")
+        reason = _reason(exc)
+        if self._dialect == "sqlite" and "database is locked" in reason:
+            return StorageError(
+                f"{what} failed: database is locked ({self._where}): another process "
+                f"held the write lock for more than {self._busy_timeout:g} s"
+            )
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return StorageError(f"{what} failed: lost the connection to {self._where}: {reason}")
+        return StorageError(f"{what} failed on {self._where}: {reason}")
+
+
+class _LeaseLost(Exception):
+    """Raised inside commit_feed's transaction to roll it back: the lease moved on."""
+
+
+# ---------------------------------------------------------------------- engines
+
+
+def _sqlite_engine(url: URL, busy_timeout: float) -> Engine:
+    memory = url.database in (None, "", ":memory:")
+    if memory:
+        # One connection shared by every thread, or each would see its own empty database.
+        engine = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    else:
+        engine = create_engine(
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
+        )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin
+        # (the "begin" hook below); pragmas then run outside any transaction.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                # Safe in WAL mode: a crash may lose the last commits, never corrupt.
+                cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the write lock up front: with a deferred BEGIN, a reader that
+        # later writes can fail with "database is locked" without waiting.
+        if conn.get_execution_options().get(_WRITE, False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _postgres_engine(url: URL) -> Engine:
+    url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT
+    if "application_name" not in url.query:
+        connect_args["application_name"] = "feedwatch"
+    return create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+
+
+def _describe(url: URL) -> str:
+    """Where the database is, for messages (never the password)."""
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            return "in-memory SQLite database"
+        return f"SQLite database {url.database}"
+    return f"PostgreSQL at {url.host or 'localhost'}:{url.port or 5432}/{url.database or ''}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The driver's own message, on one line."""
+    orig = getattr(exc, "orig", None)
+    source = orig if isinstance(orig, BaseException) else exc
+    message = re.sub(r"\s+", " ", str(source)).strip()
+    return message or type(source).__name__
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _require_aware(value: datetime, name: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime, got {value.isoformat()}")
+
+
+def _chunks(values: Iterable[_T], size: int = _CHUNK) -> Iterator[list[_T]]:
+    """``values`` in lists of at most ``size`` (IN lists stay under SQLite's limit)."""
+    chunk: list[_T] = []
+    for value in values:
+        chunk.append(value)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _limited(query: Select[Any], limit: int | None) -> Select[Any]:
+    return query if limit is None else query.limit(max(limit, 0))
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_N = TypeVar("_N", bound=_Named)
+
+
+def _unique_names(specs: Sequence[_N], kind: str) -> list[_N]:
+    """``specs`` as a list; a name given twice is a caller's bug (config validates names)."""
+    seen: set[str] = set()
+    for spec in specs:
+        if spec.name in seen:
+            raise ValueError(f"duplicate {kind} name {spec.name!r}")
+        seen.add(spec.name)
+    return list(specs)
+
+
+_FEED_FOR_UPDATE_COLUMNS = (
+    FEEDS.c.id,
+    FEEDS.c.name,
+    FEEDS.c.url,
+    FEEDS.c.etag,
+    FEEDS.c.last_modified,
+    FEEDS.c.interval,
+    FEEDS.c.consecutive_errors,
+    FEEDS.c.tags,
+)
+
+
+def _feed_for_update(row: _Row, *, lease_token: str | None) -> FeedForUpdate:
+    return FeedForUpdate(
+        id=row.id,
+        name=row.name,
+        url=row.url,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        interval=float(row.interval),
+        consecutive_errors=row.consecutive_errors,
+        tags=tuple(row.tags or ()),
+        lease_token=lease_token,
+    )
+
+
+def _item_values(item: Item) -> dict[str, Any]:
+    """The columns of an item that come from the feed (the same for insert and update)."""
+    return {
+        "entry_key": item.entry_key,
+        "guid": item.guid,
+        "url": item.url,
+        "canonical_url": item.canonical_url,
+        "title": item.title,
+        "content_html": item.content_html,
+        "content_text": item.content_text,
+        "author": item.author,
+        "published": item.published,
+        "updated": item.updated,
+        "sort_at": item.sort_at,
+        "tags": list(item.tags),
+        "language": item.language,
+        "content_hash": item.content_hash,
+    }
+
+
+def _sync_table(
+    conn: Connection,
+    table: Table,
+    wanted: Mapping[str, Mapping[str, Any]],
+    *,
+    rename_by: str | None,
+    new_row: Mapping[str, Any],
+    extra: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> SyncReport:
+    """Make ``table`` match ``wanted`` (name -> configured column values, incl. "active").
+
+    Rows are never deleted: names missing from ``wanted`` are deactivated. A new
+    name whose ``rename_by`` value equals that of an active row leaving the
+    configuration takes over that row (keeping its history). ``new_row`` adds
+    columns to inserted rows; ``extra(changed)`` adds columns to updated ones.
+    """
+    stored = {row.name: row for row in conn.execute(select(table).order_by(table.c.id))}
+    leaving = [row for name, row in stored.items() if name not in wanted and row.active]
+    takeover: dict[str, _Row] = {}
+    if rename_by is not None:
+        candidates: dict[Any, list[_Row]] = {}
+        for row in leaving:
+            candidates.setdefault(getattr(row, rename_by), []).append(row)
+        for name, values in wanted.items():
+            if name not in stored and candidates.get(values[rename_by]):
+                takeover[name] = candidates[values[rename_by]].pop(0)
+    taken = {row.id for row in takeover.values()}
+
+    added: list[str] = []
+    renamed: list[tuple[str, str]] = []
+    updated: list[str] = []
+    deactivated: list[str] = []
+    reactivated: list[str] = []
+    for name, values in wanted.items():
+        found = stored.get(name) or takeover.get(name)
+        if found is None:
+            conn.execute(table.insert().values({"name": name, **new_row, **values}))
+            added.append(name)
+            continue
+        row = found
+        changed = {
+            column: value for column, value in values.items() if getattr(row, column) != value
+        }
+        if row.name != name:
+            renamed.append((row.name, name))
+        if any(column != "active" for column in changed):
+            updated.append(name)
+        if "active" in changed:
+            (reactivated if changed["active"] else deactivated).append(name)
+        if changed or row.name != name:
+            assignments = {"name": name, **changed, **extra(changed)}
+            conn.execute(update(table).where(table.c.id == row.id).values(assignments))
+    for name, row in stored.items():
+        if name not in wanted and row.active and row.id not in taken:
+            conn.execute(update(table).where(table.c.id == row.id).values(active=False))
+            deactivated.append(name)
+    return SyncReport(
+        added=tuple(added),
+        renamed=tuple(renamed),
+        updated=tuple(updated),
+        deactivated=tuple(deactivated),
+        reactivated=tuple(reactivated),
+    )
