@@ -33,12 +33,14 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = HERE.parent.parent / "shared" / "corpus" / "real"
 
 
+FILES: dict[str, tuple[bytes, str, str]] = {}
+
+
 class CorpusHandler(BaseHTTPRequestHandler):
-    files: dict[str, tuple[bytes, str, str]] = {}
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        entry = self.files.get(self.path)
+        entry = FILES.get(self.path)
         if entry is None:
             self.send_error(404)
             return
@@ -66,7 +68,7 @@ def serve(corpus: Path) -> tuple[ThreadingHTTPServer, list[str]]:
     for path in sorted(corpus.glob("*.xml")):
         body = path.read_bytes()
         etag = '"' + hashlib.sha1(body).hexdigest() + '"'
-        CorpusHandler.files["/" + path.name] = (
+        FILES["/" + path.name] = (
             body,
             etag,
             formatdate(path.stat().st_mtime, usegmt=True),
@@ -144,12 +146,9 @@ def main() -> int:
                 )
     server.shutdown()
 
-    print(
-        f"\nfeedwatch poll over {len(names)} corpus feeds from 127.0.0.1, median of {args.runs} runs"
-    )
-    print(
-        f"{'poll':8s} {'wall s':>8s} {'feeds/s':>9s} {'items/s':>9s} {'peak MiB':>9s} {'failed':>7s}"
-    )
+    print(f"\nfeedwatch poll, {len(names)} corpus feeds on 127.0.0.1, median of {args.runs} runs")
+    header = ("poll", "wall s", "feeds/s", "items/s", "peak MiB", "failed")
+    print("{:8s} {:>8s} {:>9s} {:>9s} {:>9s} {:>7s}".format(*header))
     first_items = statistics.median(r[2] for r in rows["first"])
     for phase, runs in rows.items():
         wall = statistics.median(r[0] for r in runs)

@@ -30,6 +30,23 @@ def _quote(value: Any) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    _feedwatch = True
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
@@ -45,7 +62,6 @@ def configure(level: int = logging.WARNING) -> None:
     root = logging.getLogger("feedwatch")
     root.setLevel(level)
     if not any(getattr(h, "_feedwatch", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_KeyValueFormatter())
-        handler._feedwatch = True  # type: ignore[attr-defined]
         root.addHandler(handler)

@@ -251,7 +251,9 @@ class FeedUpdateIntent:
     status: PollStatus
     #: Next poll time decided by the policy.
     next_poll_at: datetime
-    #: New validators (None keeps nothing: cleared); unchanged on error.
+    #: Validators for the next conditional GET. On "ok" they replace the stored
+    #: ones (None clears); on "not_modified" None keeps the stored ones (many
+    #: servers omit them on a 304); on "error" storage keeps the stored ones.
     etag: str | None = None
     last_modified: str | None = None
     #: The feed's own title from the document, when seen.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -89,7 +90,7 @@ def _common(func: F) -> F:
 def main(ctx: click.Context, verbose: int) -> None:
     """Watch organisations' RSS, Atom and JSON feeds and alert on keyword rules."""
     ctx.ensure_object(_Options).verbose = verbose
-    configure_logging(30 - 10 * min(verbose, 2))
+    configure_logging(logging.WARNING - 10 * min(verbose, 2))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -151,6 +152,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def _console() -> Console:
+    """Standard output; a pipe gets wide lines rather than 80 columns of wrapped cells."""
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=False, width=200)
+    return console
 
 
 def _print_json(value: Any) -> None:
@@ -216,6 +225,9 @@ def _redact(url: str) -> str:
 def poll(ctx: click.Context, names: Sequence[str], as_json: bool) -> None:
     """Poll every configured feed once, store new items, raise alerts, print a summary."""
     app = _app(ctx)
+    if ctx.ensure_object(_Options).verbose == 0:
+        # The summary lists every failed feed; the log repeats it only when asked (-v).
+        configure_logging(logging.ERROR)
     err = Console(stderr=True)
     show_progress = err.is_terminal and not as_json
     progress = Progress(
@@ -280,10 +292,10 @@ def _poll_json(summary: PollSummary, status: int) -> dict[str, Any]:
 
 
 def _print_poll_table(summary: PollSummary) -> None:
-    console = Console(highlight=False, soft_wrap=False)
+    console = _console()
     table = Table(title=None, show_lines=False)
     for name, kw in (
-        ("feed", {}),
+        ("feed", {"no_wrap": True}),
         ("status", {}),
         ("new", {"justify": "right"}),
         ("updated", {"justify": "right"}),
@@ -291,7 +303,7 @@ def _print_poll_table(summary: PollSummary) -> None:
         ("time", {"justify": "right"}),
         ("error", {"overflow": "fold"}),
     ):
-        table.add_column(name, **kw)  # type: ignore[arg-type]
+        table.add_column(name, **kw)
     styles = {"ok": "green", "not_modified": "cyan", "error": "red"}
     for r in summary.results:
         error = f"{r.error_kind}: {r.error}" if r.failed else ""
@@ -332,7 +344,7 @@ def feeds(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
-    console = Console(highlight=False)
+    console = _console()
     table = Table()
     for name in ("feed", "status", "last poll", "next poll", "items", "errors", "last error"):
         table.add_column(name, overflow="fold" if name == "last error" else "ellipsis")
@@ -372,7 +384,7 @@ def items(
     if as_json:
         _print_json(rows)
         return
-    console = Console(highlight=False)
+    console = _console()
     table = Table()
     table.add_column("date")
     table.add_column("feed")
@@ -407,7 +419,7 @@ def alerts(
     if as_json:
         _print_json([_alert_json(a) for a in rows])
         return
-    console = Console(highlight=False)
+    console = _console()
     for a in rows:
         console.print(
             Text.assemble(

@@ -78,6 +78,7 @@ class ErrorKind(enum.StrEnum):
     REDIRECT = "redirect"
     INVALID_URL = "invalid_url"
     PARSE = "parse"
+    STORAGE = "storage"
     INTERNAL = "internal"
 
 

@@ -38,7 +38,7 @@ from ._model import (
     PollStatus,
 )
 from .decide import decide_items, next_poll_at
-from .exceptions import ErrorKind, FeedError, FetchError
+from .exceptions import ErrorKind, FeedError, FetchError, StorageError
 from .fetch import Fetcher
 from .normalise import normalise_entries
 from .rules import Matcher
@@ -95,10 +95,16 @@ class Pipeline:
             result = await self._poll(feed, polled_at)
         except FeedError as exc:
             result = self._record_error(feed, polled_at, exc)
+        except StorageError as exc:
+            # The database failed for this feed; recording may fail as well, but try.
+            failure = FeedError(f"database: {exc}", url=feed.url)
+            failure.kind = ErrorKind.STORAGE
+            result = self._record_error(feed, polled_at, failure)
         except Exception as exc:
             # A bug, not the feed's fault: say so loudly, record it, keep the others going.
             log.critical("unexpected error", exc_info=exc, extra={"kv": {"feed": feed.name}})
             internal = FeedError(f"internal error: {type(exc).__name__}: {exc}", url=feed.url)
+            internal.kind = ErrorKind.INTERNAL
             result = self._record_error(feed, polled_at, internal)
         elapsed = time.perf_counter() - started
         level = logging.WARNING if result.failed else logging.INFO
@@ -224,7 +230,7 @@ class Pipeline:
             url=feed.url,
             status=PollStatus.ERROR.value,
             http_status=status,
-            error_kind=exc.kind.value if isinstance(exc.kind, ErrorKind) else str(exc.kind),
+            error_kind=exc.kind.value,
             error=exc.message,
         )
 
