@@ -4,7 +4,7 @@
   of canned answers per URL (a document, a 304, or an exception to raise) and
   records every call, validators included.
 * :class:`FakeClock` is a settable, callable UTC clock.
-* :func:`rss` builds a small RSS 2.0 document from :class:`Entry` records.
+* :func:`rss` and :func:`atom` build small documents from :class:`Entry` records.
 
 Nothing here touches the network, the database or the real clock.
 """
@@ -16,12 +16,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.utils import format_datetime
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape, quoteattr
 
 from feedwatch._model import FetchResult
 from feedwatch.exceptions import ErrorKind, FetchError
 
-__all__ = ["Entry", "FakeClock", "FakeFetcher", "FetchCall", "rss"]
+__all__ = [
+    "ATOM_HEADERS",
+    "RSS_HEADERS",
+    "Entry",
+    "FakeClock",
+    "FakeFetcher",
+    "FetchCall",
+    "atom",
+    "rss",
+]
 
 
 # --------------------------------------------------------------------------- documents
@@ -36,6 +45,8 @@ class Entry:
     text: str = ""
     link: str | None = None
     published: datetime | None = None
+    #: Atom only (``<updated>``); RSS items have no such date.
+    updated: datetime | None = None
 
 
 def rss(*entries: Entry, title: str = "Test feed") -> bytes:
@@ -61,7 +72,32 @@ def rss(*entries: Entry, title: str = "Test feed") -> bytes:
     return "\n".join(parts).encode("utf-8")
 
 
+def atom(*entries: Entry, title: str = "Test feed") -> bytes:
+    """An Atom 1.0 document (UTF-8 bytes) holding ``entries`` in order."""
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<feed xmlns="http://www.w3.org/2005/Atom">',
+        f"<title>{escape(title)}</title><id>urn:test:feed</id>",
+        "<updated>2026-01-01T00:00:00Z</updated>",
+    ]
+    for entry in entries:
+        parts.append("<entry>")
+        parts.append(f"<id>{escape(entry.guid)}</id><title>{escape(entry.title)}</title>")
+        if entry.link is not None:
+            parts.append(f"<link href={quoteattr(entry.link)}/>")
+        if entry.text:
+            parts.append(f'<content type="text">{escape(entry.text)}</content>')
+        if entry.published is not None:
+            parts.append(f"<published>{entry.published.isoformat()}</published>")
+        if entry.updated is not None:
+            parts.append(f"<updated>{entry.updated.isoformat()}</updated>")
+        parts.append("</entry>")
+    parts.append("</feed>")
+    return "\n".join(parts).encode("utf-8")
+
+
 RSS_HEADERS: Mapping[str, str] = {"content-type": "application/rss+xml; charset=utf-8"}
+ATOM_HEADERS: Mapping[str, str] = {"content-type": "application/atom+xml; charset=utf-8"}
 
 
 # --------------------------------------------------------------------------- clock
@@ -160,12 +196,15 @@ class FakeFetcher:
         """Raise ``exc`` when ``url`` is fetched (a FetchError, or a bug like RuntimeError)."""
         self._answers[url] = _Answer(error=exc)
 
-    def hold(self, url: str, until: asyncio.Event) -> asyncio.Event:
-        """Delay the answer for ``url`` until ``until`` is set; return an event set once
-        ``url`` has been answered."""
+    def hold(self, url: str, until: asyncio.Event) -> None:
+        """Delay the answer for ``url`` until ``until`` is set (orders concurrent fetches)."""
+        self._answers[url].wait_for = until
+
+    def answered(self, url: str) -> asyncio.Event:
+        """An event set once ``url`` has been answered (or has raised)."""
         answer = self._answers[url]
-        answer.wait_for = until
-        answer.done = asyncio.Event()
+        if answer.done is None:
+            answer.done = asyncio.Event()
         return answer.done
 
     def calls_to(self, url: str) -> list[FetchCall]:

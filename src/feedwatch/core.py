@@ -7,6 +7,7 @@ business logic of its own.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,21 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-async def _parse_inline(content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-    return parse_document(content, url=url, headers=headers)
+class _ThreadParser:
+    """Parses off the event loop, one document at a time.
+
+    A large document must never stall the other feeds' fetches, whose deadlines
+    keep running while the loop is busy; one thread at a time keeps the GIL
+    contention and the memory of documents in flight low. ``parse_document`` is
+    pure and picklable, so a process pool can take this place.
+    """
+
+    def __init__(self) -> None:
+        self._one = asyncio.Semaphore(1)
+
+    async def __call__(self, content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
+        async with self._one:
+            return await asyncio.to_thread(parse_document, content, url=url, headers=headers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +129,7 @@ class Feedwatch:
                 self.storage,
                 fetcher,
                 self._matcher,
-                _parse_inline,
+                _ThreadParser(),
                 clock=self._clock,
                 rand=self._rand,
             )
