@@ -383,6 +383,53 @@ def test_one_failing_feed_does_not_stop_the_others(site: FeedSite, tmp_path: Pat
     ]
 
 
+def test_retry_after_from_the_server_delays_the_next_poll(site: FeedSite, tmp_path: Path) -> None:
+    site.server.reply("/busy.xml", 429, b"slow down", {"Retry-After": "7200"})
+    cli = Cli(
+        write_config(
+            tmp_path / "feeds.yaml",
+            {"busy": site.url("/busy.xml"), "calm": site.publish("/calm.xml", BASIC, '"c"')},
+        )
+    )
+
+    busy = by_feed(cli.json("poll", status=1))["busy"]
+
+    assert (busy["status"], busy["error_kind"], busy["http_status"]) == (
+        "error",
+        "http_status",
+        429,
+    )
+    stored = {f["name"]: f for f in cli.json("feeds")}
+
+    def wait(name: str) -> float:
+        """Seconds from the poll to the next one, as stored (no wall clock involved)."""
+        feed = stored[name]
+        parse = datetime.fromisoformat
+        return (parse(feed["next_poll_at"]) - parse(feed["last_poll_at"])).total_seconds()
+
+    # Retry-After, plus at most 10% jitter; the healthy feed waits its 15m interval.
+    assert 7200 <= wait("busy") <= 7200 * 1.1
+    assert 900 <= wait("calm") <= 900 * 1.1
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "1000000d",
+        "99999999999d",
+        "0001-01-01T00:00:00+14:00",
+    ],
+)
+@pytest.mark.parametrize("command", ["items", "alerts"])
+def test_out_of_range_since_is_a_usage_error(tmp_path: Path, command: str, since: str) -> None:
+    config = write_config(tmp_path / "feeds.yaml", {"alpha": "http://127.0.0.1:9/a.xml"})
+
+    result = CliRunner().invoke(main, ["--config", str(config), command, "--since", since])
+
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "--since" in result.stderr
+
+
 def test_feed_option_polls_only_that_feed(site: FeedSite, tmp_path: Path) -> None:
     cli = Cli(
         write_config(
@@ -421,6 +468,20 @@ def test_check_accepts_a_good_config(site: FeedSite, tmp_path: Path) -> None:
     assert f"{config}: OK: 1 feeds (1 enabled), 2 rules" in result.stdout
     assert site.paths_requested() == []
     assert not (tmp_path / "feedwatch.db").exists()  # check opens no database
+
+
+def test_check_never_prints_the_database_password(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "feeds.yaml",
+        {"alpha": "http://127.0.0.1:9/a.xml"},
+        database="postgresql://fw:s3cret@127.0.0.1:1/fw",
+    )
+
+    result = Cli(config)("check")
+
+    assert result.exit_code == 0, result.output
+    assert "database postgresql://fw:***@127.0.0.1:1/fw" in result.stdout
+    assert "s3cret" not in result.output
 
 
 def test_check_reports_a_broken_config_with_file_line_and_column(tmp_path: Path) -> None:
@@ -591,6 +652,7 @@ def test_items_and_alerts_filters(site: FeedSite, tmp_path: Path) -> None:
         assert bad.exit_code == 2
         assert "--since" in bad.stderr
         assert "yesterday" in bad.stderr
+    assert cli("items", "--limit", "0").exit_code == 2
 
 
 # --------------------------------------------------------------------------- config changes

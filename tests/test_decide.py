@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -77,3 +78,13 @@ def test_hash_only_updates_are_capped() -> None:
 )
 def test_next_poll_at(kwargs: dict[str, object], expected: timedelta) -> None:
     assert next_poll_at(NOW, 900.0, **kwargs) == NOW + expected  # type: ignore[arg-type]
+
+
+def test_announced_edits_are_taken_past_the_cap_and_reset_it() -> None:
+    later = NOW + timedelta(hours=1)
+    edited = replace(item("k", "new"), updated=later)
+    stored = {"k": EntryForUpdate(1, "k", "old", hash_changes=HASH_CHANGED_LIMIT, updated=NOW)}
+
+    [intent] = decide_items([edited], stored)
+
+    assert (intent.change, intent.hash_changes) == (ItemChange.UPDATED, 0)

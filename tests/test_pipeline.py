@@ -278,12 +278,6 @@ def test_hash_only_changes_are_capped(storage: SqlStorage) -> None:
     assert item.content_text == f"Revision {HASH_CHANGED_LIMIT}."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide.decide_items counts every content change toward HASH_CHANGED_LIMIT, "
-    "also those the feed announces with a new <updated>; _model.EntryForUpdate.hash_changes "
-    "documents 'changed only by its hash' (reader's rule): announced edits should not count",
-)
 def test_announced_edits_are_not_capped(storage: SqlStorage) -> None:
     h = Harness(storage, [feed("a", URL_A)])
     h.fetcher.ok(URL_A, atom(Entry("urn:item:1", "Live page", "Revision 0.", updated=T0)))

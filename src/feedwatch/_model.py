@@ -60,8 +60,10 @@ class EntryForUpdate:
     entry_key: str
     #: Content hash of the stored version.
     content_hash: str
-    #: How many times the item changed only by its hash (capped, see decide).
+    #: How many times in a row the item changed only by its hash (capped, see decide).
     hash_changes: int = 0
+    #: The item's own "updated" date as stored, if it had one.
+    updated: datetime | None = None
 
 
 # --------------------------------------------------------------------------- fetch -> parse
@@ -184,7 +186,7 @@ class ItemIntent:
     change: ItemChange
     #: Storage id of the item being updated (None for new ones).
     existing_id: int | None = None
-    #: Hash-only change count after this update.
+    #: Hash-only changes in a row after this update (0 after an announced edit).
     hash_changes: int = 0
 
 

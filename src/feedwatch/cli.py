@@ -122,13 +122,25 @@ def _app(ctx: click.Context) -> Feedwatch:
 
 
 def _since(value: str | None, now: datetime) -> datetime | None:
-    """``2d``, ``36h``, ``90m`` ago, or an ISO date/time."""
+    """``2d``, ``36h``, ``90m`` ago, or an ISO date/time (UTC unless it says)."""
     if value is None:
         return None
     try:
-        return now - timedelta(seconds=parse_duration(value))
+        seconds = parse_duration(value)
     except ValueError:
-        pass
+        when = _iso_date(value)
+    else:
+        try:
+            when = now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise click.BadParameter(f"{value!r} is too long ago", param_hint="--since") from None
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(f"{value!r} is out of range", param_hint="--since") from None
+
+
+def _iso_date(value: str) -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
@@ -258,6 +270,8 @@ def poll(ctx: click.Context, names: Sequence[str], as_json: bool) -> None:
     finally:
         app.close()
     status = EXIT_FEEDS_FAILED if summary.failed else EXIT_OK
+    if any(r.error_kind == "storage" for r in summary.failed):
+        status = EXIT_STORAGE
     if as_json:
         _print_json(_poll_json(summary, status))
     else:

@@ -26,17 +26,29 @@ MAX_RETRY_AFTER = timedelta(days=1)
 
 
 def decide_items(items: Iterable[Item], stored: Mapping[str, EntryForUpdate]) -> list[ItemIntent]:
-    """New items, and stored items whose content hash changed (capped); unchanged ones drop out."""
+    """New items, and stored items whose content changed; unchanged ones drop out.
+
+    An edit the feed announces (a later "updated" date) is always taken. A change
+    of the content hash alone is taken at most ``HASH_CHANGED_LIMIT`` times in a row.
+    """
     intents: list[ItemIntent] = []
     for item in items:
         old = stored.get(item.entry_key)
         if old is None:
             intents.append(ItemIntent(item, ItemChange.NEW))
-        elif old.content_hash != item.content_hash and old.hash_changes < HASH_CHANGED_LIMIT:
+        elif old.content_hash == item.content_hash:
+            continue
+        elif _announced(item.updated, old.updated):
+            intents.append(ItemIntent(item, ItemChange.UPDATED, old.id, hash_changes=0))
+        elif old.hash_changes < HASH_CHANGED_LIMIT:
             intents.append(
                 ItemIntent(item, ItemChange.UPDATED, old.id, hash_changes=old.hash_changes + 1)
             )
     return intents
+
+
+def _announced(new: datetime | None, old: datetime | None) -> bool:
+    return new is not None and (old is None or new > old)
 
 
 def next_poll_at(

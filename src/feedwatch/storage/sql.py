@@ -323,7 +323,11 @@ class SqlStorage(StorageType):
     def entries_for_update(self, feed_id: int, keys: Sequence[str]) -> dict[str, EntryForUpdate]:
         found: dict[str, EntryForUpdate] = {}
         query = select(
-            ITEMS.c.id, ITEMS.c.entry_key, ITEMS.c.content_hash, ITEMS.c.hash_changes
+            ITEMS.c.id,
+            ITEMS.c.entry_key,
+            ITEMS.c.content_hash,
+            ITEMS.c.hash_changes,
+            ITEMS.c.updated,
         ).where(ITEMS.c.feed_id == feed_id)
         with self._transaction(f"reading stored items of feed {feed_id}", write=False) as conn:
             for chunk in _chunks(dict.fromkeys(keys)):
@@ -333,6 +337,7 @@ class SqlStorage(StorageType):
                         entry_key=row.entry_key,
                         content_hash=row.content_hash,
                         hash_changes=row.hash_changes,
+                        updated=row.updated,
                     )
         return found
 
