@@ -4,7 +4,8 @@ Rerun with:
 
     .venv/bin/python benchmarks/poll_corpus.py [--runs 5] [--corpus ../shared/corpus/real]
 
-Serves every ``*.xml`` of the corpus from a threaded HTTP server on 127.0.0.1
+Serves every document of the corpus (``*.xml``, ``*.atom``, ``*.rss``) from a
+threaded HTTP server on 127.0.0.1
 (with ETag and Last-Modified, answering 304 to matching validators), writes a
 feeds.yaml with one feed per file and two rules, then runs ``feedwatch poll``
 twice per round into a fresh SQLite database: the first poll stores
@@ -65,7 +66,7 @@ class CorpusHandler(BaseHTTPRequestHandler):
 
 def serve(corpus: Path) -> tuple[ThreadingHTTPServer, list[str]]:
     names = []
-    for path in sorted(corpus.glob("*.xml")):
+    for path in sorted(p for p in corpus.iterdir() if p.suffix in {".xml", ".atom", ".rss"}):
         body = path.read_bytes()
         etag = '"' + hashlib.sha1(body).hexdigest() + '"'
         FILES["/" + path.name] = (

@@ -354,7 +354,7 @@ def test_one_failing_feed_does_not_stop_the_others(site: FeedSite, tmp_path: Pat
         "good": ("ok", None, 200),
         "missing": ("error", "http_status", 404),
         "dead": ("error", "connection", None),
-        "page": ("error", "parse", None),
+        "page": ("error", "parse", 200),
     }
     assert "404" in feeds["missing"]["error"]
     assert feeds["dead"]["error"]

@@ -357,7 +357,7 @@ def test_parse_error_is_recorded_and_the_other_feeds_commit(two: Harness) -> Non
     results = two.poll()
 
     assert [brief(r) for r in results] == [
-        ("a", "error", 0, 0, 0, None, "parse"),
+        ("a", "error", 0, 0, 0, 200, "parse"),
         ("b", "ok", 1, 0, 1, 200, None),
     ]
     assert results[0].error

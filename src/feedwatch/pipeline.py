@@ -38,7 +38,7 @@ from ._model import (
     PollStatus,
 )
 from .decide import decide_items, next_poll_at
-from .exceptions import ErrorKind, FeedError, FetchError, StorageError
+from .exceptions import ErrorKind, FeedError, FetchError, ParseError, StorageError
 from .fetch import Fetcher
 from .normalise import normalise_entries
 from .rules import Matcher
@@ -127,7 +127,10 @@ class Pipeline:
         )
         if fetched.not_modified:
             return self._commit_not_modified(feed, polled_at, fetched)
-        parsed = await self._parse(fetched.content, fetched.final_url, fetched.headers)
+        try:
+            parsed = await self._parse(fetched.content, fetched.final_url, fetched.headers)
+        except ParseError as exc:
+            return self._record_error(feed, polled_at, exc, http_status=fetched.status)
         items, warnings = normalise_entries(parsed, feed_url=fetched.final_url, now=polled_at)
         for warning in (*parsed.warnings, *warnings):
             event(log, logging.WARNING, "parse warning", feed=feed.name, warning=warning)
@@ -194,8 +197,14 @@ class Pipeline:
         )
         return PollResult(feed.name, feed.url, PollStatus.NOT_MODIFIED.value, http_status=304)
 
-    def _record_error(self, feed: FeedForUpdate, polled_at: datetime, exc: FeedError) -> PollResult:
-        status = exc.status if isinstance(exc, FetchError) else None
+    def _record_error(
+        self,
+        feed: FeedForUpdate,
+        polled_at: datetime,
+        exc: FeedError,
+        http_status: int | None = None,
+    ) -> PollResult:
+        status = exc.status if isinstance(exc, FetchError) else http_status
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         errors = feed.consecutive_errors + 1
         try:
