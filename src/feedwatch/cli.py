@@ -199,6 +199,22 @@ def _run_storage(func: Callable[[], Any]) -> Any:
         _fail(f"database: {exc}", EXIT_STORAGE)
 
 
+T = TypeVar("T")
+
+
+def _read(
+    ctx: click.Context, since: str | None, read: Callable[[Feedwatch, datetime | None], list[T]]
+) -> list[T]:
+    """Open the app, read a listing (``--since`` resolved against its clock), close."""
+    app = _app(ctx)
+    try:
+        after = _since(since, app.now())
+        result: list[T] = _run_storage(lambda: read(app, after))
+        return result
+    finally:
+        app.close()
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -390,11 +406,7 @@ def items(
     ctx: click.Context, feed: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """Stored items, newest first."""
-    app = _app(ctx)
-    try:
-        rows = _run_storage(lambda: app.items(feed, _since(since, app.now()), limit))
-    finally:
-        app.close()
+    rows = _read(ctx, since, lambda app, after: app.items(feed, after, limit))
     if as_json:
         _print_json(rows)
         return
@@ -425,11 +437,7 @@ def alerts(
     ctx: click.Context, rule: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """Alerts raised by the rules, newest first, with the matched words highlighted."""
-    app = _app(ctx)
-    try:
-        rows = _run_storage(lambda: app.alerts(rule, _since(since, app.now()), limit))
-    finally:
-        app.close()
+    rows = _read(ctx, since, lambda app, after: app.alerts(rule, after, limit))
     if as_json:
         _print_json([_alert_json(a) for a in rows])
         return
