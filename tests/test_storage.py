@@ -613,6 +613,162 @@ def test_list_alerts_filters_and_order(storage: StorageType) -> None:
     assert (alert.feed, alert.item_url) == ("a", "https://example.org/k2")
 
 
+# ---------------------------------------------------------------------- rules and backtests
+
+
+def test_rule_stats_counts_alerts_per_rule(storage: StorageType) -> None:
+    rules = [RuleSpec("busy", "x"), RuleSpec("once", "y"), RuleSpec("never", "z")]
+    sync(storage, [FeedSpec("a", "https://a")], rules)
+    fid = feed_id(storage, "a")
+    old, recent = T0 - timedelta(days=10), T0 - HOUR
+    storage.commit_feed(
+        intent(
+            fid,
+            at=old,
+            items=(new(make_item("k1", seen=old)), new(make_item("k2", seen=old))),
+            alerts=(
+                AlertIntent("busy", "k1"),
+                AlertIntent("busy", "k2"),
+                AlertIntent("once", "k1"),
+            ),
+        )
+    )
+    storage.commit_feed(
+        intent(
+            fid,
+            at=recent,
+            items=(new(make_item("k3", seen=recent)),),
+            alerts=(AlertIntent("busy", "k3"),),
+        )
+    )
+    sync(storage, [FeedSpec("a", "https://a")], rules[:2])  # "never" leaves the config
+
+    stats = {s.name: s for s in storage.rule_stats(T0 - timedelta(days=7))}
+
+    assert [s.name for s in storage.rule_stats(T0)] == ["busy", "never", "once"]
+    assert {n: (s.alerts, s.alerts_7d, s.last_alert_at, s.active) for n, s in stats.items()} == {
+        "busy": (3, 1, recent, True),
+        "once": (1, 0, old, True),
+        "never": (0, 0, None, False),
+    }
+    assert stats["busy"].query == "x"
+    assert stats["busy"].last_alert_at.tzinfo is not None  # type: ignore[union-attr]
+    # The window is the caller's: everything is recent if it says so.
+    assert {s.name: s.alerts_7d for s in storage.rule_stats(old)}["busy"] == 3
+    # No alert is newer than an hour after the last one.
+    assert [s.name for s in storage.rule_stats(T0 + HOUR) if s.alerts_7d] == []
+
+
+def test_iter_items_for_matching_streams_every_item_once_in_batches(storage: SqlStorage) -> None:
+    sync(
+        storage,
+        [FeedSpec("a", "https://a", tags=("un", "en")), FeedSpec("b", "https://b")],
+    )
+    a, b = feed_id(storage, "a"), feed_id(storage, "b")
+    # Seven items; three share a sort_at, so batches must break ties by id.
+    same = T0 + 2 * HOUR
+    storage.commit_feed(
+        intent(
+            a,
+            at=T0 + 5 * HOUR,
+            items=tuple(
+                new(make_item(key, seen=T0 + 5 * HOUR, published=when))
+                for key, when in [("a1", T0), ("a2", same), ("a3", same), ("a4", T0 + 4 * HOUR)]
+            ),
+        )
+    )
+    russian = replace(
+        make_item("b1", title="Совет", text="Санкции", seen=T0 + 3 * HOUR),
+        author=None,
+        tags=("security",),
+        language="ru",
+    )
+    storage.commit_feed(
+        intent(
+            b,
+            at=T0 + 5 * HOUR,
+            items=(
+                new(russian),
+                new(make_item("b2", seen=T0 + 5 * HOUR, published=same)),
+                new(make_item("b3", seen=T0 + 5 * HOUR, published=T0 - HOUR)),
+            ),
+        )
+    )
+    expected = [i.id for i in storage.list_items()]  # newest first, ties by id
+
+    batches = []
+    for batch in storage.iter_items_for_matching(batch_size=2):
+        # The caller holds a batch with no connection (so no transaction) open.
+        assert storage.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        batches.append(batch)
+
+    assert [len(batch) for batch in batches] == [2, 2, 2, 1]
+    assert [item.id for batch in batches for item in batch] == expected
+    by_title = {item.title: item for batch in batches for item in batch}
+    ru = by_title["Совет"]
+    assert (ru.feed, ru.content_text, ru.author, ru.tags, ru.feed_tags, ru.language) == (
+        "b",
+        "Санкции",
+        None,
+        ("security",),
+        (),
+        "ru",
+    )
+    first = batches[0][0]
+    assert (first.feed, first.url, first.author, first.tags, first.feed_tags) == (
+        "a",
+        "https://example.org/a4",
+        "Someone",
+        ("un",),
+        ("un", "en"),
+    )
+    assert first.sort_at == T0 + 4 * HOUR
+    assert first.sort_at.tzinfo is not None
+
+    # since bounds sort_at; an exact multiple of the batch size ends cleanly.
+    recent = [i.id for batch in storage.iter_items_for_matching(same, 2) for i in batch]
+    assert recent == [i.id for i in storage.list_items(since=same)]
+    assert [len(b) for b in storage.iter_items_for_matching(same, 5)] == [5]
+    assert [len(b) for b in storage.iter_items_for_matching(same, 500)] == [5]
+    whole = [len(b) for b in storage.iter_items_for_matching(None, 1)]
+    assert whole == [1] * 7
+    assert list(storage.iter_items_for_matching(T0 + 6 * HOUR)) == []
+
+
+def test_iter_items_for_matching_on_an_empty_database_and_bad_arguments(
+    storage: StorageType,
+) -> None:
+    assert list(storage.iter_items_for_matching()) == []
+    with pytest.raises(ValueError, match="batch_size"):
+        storage.iter_items_for_matching(batch_size=0)  # raised on the call, not later
+    with pytest.raises(ValueError, match="timezone-aware"):
+        storage.iter_items_for_matching(datetime(2026, 1, 1))
+
+
+def test_iter_items_for_matching_pages_through_many_items(storage: StorageType) -> None:
+    sync(storage, [FeedSpec("a", "https://a")])
+    fid = feed_id(storage, "a")
+    count = 1234
+    storage.commit_feed(
+        intent(
+            fid,
+            items=tuple(
+                new(make_item(f"k{n:04d}", published=T0 - timedelta(minutes=n % 100)))
+                for n in range(count)
+            ),
+        )
+    )
+
+    sizes = []
+    seen: set[int] = set()
+    for batch in storage.iter_items_for_matching(batch_size=500):
+        sizes.append(len(batch))
+        seen.update(item.id for item in batch)
+
+    assert sizes == [500, 500, 234]
+    assert len(seen) == count
+
+
 # ---------------------------------------------------------------------- values
 
 

@@ -2,9 +2,11 @@
 
 No business logic here. Exit statuses (documented in the README):
 
-    0  success: every feed polled (or the command did what it said)
-    1  poll: one or more feeds failed (each is listed with its error)
-    2  the configuration or the command line is invalid
+    0  success: every feed polled (or the command did what it said);
+       ``rules try`` / ``rules test``: the query matched
+    1  poll: one or more feeds failed (each is listed with its error);
+       ``rules try`` / ``rules test``: the query matched nothing
+    2  the configuration or the command line is invalid (an invalid query too)
     3  the database cannot be used (unreachable, locked too long, newer schema)
 """
 
@@ -16,10 +18,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -31,15 +34,19 @@ from . import __version__
 from ._logging import configure as configure_logging
 from ._utils import parse_duration
 from .config import Config, load_config
-from .core import Feedwatch, PollSummary, make_app
-from .exceptions import ConfigError, StorageError
+from .core import SPAN_FIELDS, Feedwatch, PollSummary, make_app, try_rule
+from .exceptions import ConfigError, RuleSyntaxError, StorageError
 from .snippet import make_snippet
-from .types import PollResult, StoredAlert
+from .types import Backtest, BacktestMatch, MatchedSpan, PollResult, RuleTrial, StoredAlert
 
 EXIT_OK = 0
 EXIT_FEEDS_FAILED = 1
+EXIT_NO_MATCH = 1
 EXIT_CONFIG = 2
 EXIT_STORAGE = 3
+
+#: How matched words look on a terminal.
+HIGHLIGHT = "bold yellow"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -485,3 +492,305 @@ def _alert_json(alert: StoredAlert) -> dict[str, Any]:
         for s in alert.spans
     ]
     return out
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@main.group(
+    invoke_without_command=True,
+    subcommand_metavar="[try|test] [ARGS]...",
+    short_help="The rules and their alerts; try or backtest a query.",
+)
+@_common
+@click.option("--all", "include_inactive", is_flag=True, help="Include rules removed from config.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def rules(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
+    """List the rules with their alerts; try a query on text; backtest it on stored items.
+
+    Without a subcommand: the configured rules in file order, with the alerts each
+    raised in all and in the last 7 days, and when the last one was.
+
+    \b
+    feedwatch rules try QUERY --title TEXT ...   does QUERY match this text?
+    feedwatch rules test NAME_OR_QUERY           what would it have matched?
+    """
+    if ctx.invoked_subcommand is not None:
+        if include_inactive or as_json:
+            raise click.UsageError(
+                f"--all and --json go after the subcommand: "
+                f"feedwatch rules {ctx.invoked_subcommand} ... --json"
+            )
+        return
+    app = _app(ctx)
+    try:
+        rows = _run_storage(lambda: app.rules(include_inactive))
+        now = app.now()
+    finally:
+        app.close()
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no rules configured")
+        return
+    console = _console()
+    table = Table()
+    table.add_column("rule", no_wrap=True)
+    table.add_column("alerts", justify="right")
+    table.add_column("7 days", justify="right")
+    table.add_column("last alert")
+    table.add_column("query", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.name if r.active else f"{r.name} (removed)",
+            str(r.alerts),
+            str(r.alerts_7d),
+            _ago(r.last_alert_at, now),
+            Text(r.query),
+        )
+    console.print(table)
+
+
+@rules.command("try", short_help="Does a query match this text? (no config needed)")
+@click.argument("query")
+@click.option("--title", default="", metavar="TEXT", help="Title to match.")
+@click.option("--content", default="", metavar="TEXT", help="Content (plain text) to match.")
+@click.option(
+    "--content-file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="PATH",
+    help="Read the content from a file ('-': standard input).",
+)
+@click.option("--author", default="", metavar="TEXT", help="Author, for author: scopes.")
+@click.option("--feed", default="", metavar="NAME", help="Feed name, for feed: scopes.")
+@click.option("--tag", "tags", multiple=True, metavar="TAG", help="A tag (repeatable).")
+@click.option("--lang", metavar="CODE", help="Language of the item (en, ru, fr, ...).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"query", "match", "spans"}.')
+def rules_try(
+    query: str,
+    title: str,
+    content: str,
+    content_file: TextIO | None,
+    author: str,
+    feed: str,
+    tags: Sequence[str],
+    lang: str | None,
+    as_json: bool,
+) -> None:
+    """Does QUERY match this text? Shows the matched words; needs no config or database.
+
+    Exits 0 on a match, 1 on none, 2 if QUERY is invalid (with the column).
+    """
+    if content_file is not None:
+        content = (content + "\n" if content else "") + content_file.read()
+    try:
+        trial = try_rule(
+            query, title=title, content=content, author=author, feed=feed, tags=tags, lang=lang
+        )
+    except RuleSyntaxError as exc:
+        _invalid_query(query, exc, as_json)
+    if as_json:
+        _print_json({"query": query, "match": trial.matched, "spans": list(trial.spans)})
+    else:
+        texts = {"title": title, "content": content, "author": author, "feed": feed}
+        _print_trial(trial, texts, tags, lang)
+    sys.exit(EXIT_OK if trial.matched else EXIT_NO_MATCH)
+
+
+def _print_trial(
+    trial: RuleTrial, texts: dict[str, str], tags: Sequence[str], lang: str | None
+) -> None:
+    console = _console()
+    verdict = ("match", "bold green") if trial.matched else ("no match", "bold red")
+    console.print(Text.assemble(verdict, "  ", trial.query))
+    for name in SPAN_FIELDS:
+        if texts[name]:
+            marks = [(s.start, s.end) for s in trial.spans if s.field == name]
+            console.print(Text(f"  {name + ':':<9}") + _highlighted(texts[name], marks))
+    if tags:
+        console.print(Text(f"  {'tags:':<9}{', '.join(tags)}"))
+    if lang:
+        console.print(Text(f"  {'lang:':<9}{lang}"))
+    if trial.spans:
+        console.print(Text(f"  {'matched:':<9}") + Text(", ".join(map(_span_label, trial.spans))))
+    if not any(texts.values()):
+        console.print(
+            Text("  the query is valid; give --title, --content, ... to try it on text", "dim")
+        )
+
+
+def _span_label(span: MatchedSpan) -> str:
+    return f"{span.field}[{span.start}:{span.end}] {json.dumps(span.text, ensure_ascii=False)}"
+
+
+def _highlighted(text: str, marks: Iterable[tuple[int, int]]) -> Text:
+    out = Text(text)
+    for start, end in marks:
+        out.stylize(HIGHLIGHT, start, end)
+    return out
+
+
+def _invalid_query(query: str, exc: RuleSyntaxError, as_json: bool) -> NoReturn:
+    """Say where the query is wrong (a caret under the column), then exit 2."""
+    shown = exc.query or query
+    if as_json:
+        _print_json(
+            {
+                "query": shown,
+                "match": False,
+                "spans": [],
+                "error": {"column": exc.column, "reason": exc.reason},
+            }
+        )
+    one_line = "".join(" " if unicodedata.category(ch).startswith("C") else ch for ch in shown)
+    caret = " " * _width(one_line[: max(exc.column - 1, 0)]) + "^"
+    click.echo(
+        f"feedwatch: invalid query: column {exc.column}: {exc.reason}\n  {one_line}\n  {caret}",
+        err=True,
+    )
+    sys.exit(EXIT_CONFIG)
+
+
+def _width(text: str) -> int:
+    """Terminal columns ``text`` takes: wide East Asian characters two, combining marks none."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+@rules.command("test", short_help="Backtest a rule or query on stored items.")
+@_common
+@click.argument("target", metavar="NAME_OR_QUERY")
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    metavar="AGE",
+    help="Only items newer than this: 30d, 12h, an ISO date, or 'all'.",
+)
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=0),
+    metavar="N",
+    default=20,
+    show_default=True,
+    help="Matches to print (0: only the counts).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def rules_test(ctx: click.Context, target: str, since: str, limit: int, as_json: bool) -> None:
+    """What would a rule have matched? Runs it over the stored items; raises no alert.
+
+    NAME_OR_QUERY is the name of a configured rule, else a query. Prints the
+    matching items (newest first) with the matched words and the count per feed.
+    Exits 0 if anything matched, 1 if nothing did, 2 if the query is invalid.
+    """
+    app = _app(ctx)
+    err = Console(stderr=True)
+    progress = Progress(
+        TextColumn("matching"),
+        TextColumn("{task.completed} items"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal or as_json,
+    )
+    task = progress.add_task("", total=None)
+    try:
+        after = None if since.strip().lower() == "all" else _since(since, app.now())
+        with progress:
+            result = app.backtest(
+                target,
+                after,
+                limit,
+                on_progress=lambda scanned: progress.update(task, completed=scanned),
+            )
+    except RuleSyntaxError as exc:
+        _invalid_query(target, exc, as_json)
+    except StorageError as exc:
+        _fail(f"database: {exc}", EXIT_STORAGE)
+    finally:
+        app.close()
+    if as_json:
+        _print_json(_backtest_json(result))
+    else:
+        _print_backtest(result)
+    sys.exit(EXIT_OK if result.matched else EXIT_NO_MATCH)
+
+
+def _backtest_json(result: Backtest) -> dict[str, Any]:
+    return {
+        "rule": result.rule,
+        "query": result.query,
+        "since": result.since,
+        "scanned": result.scanned,
+        "matched": result.matched,
+        "feeds": [{"feed": feed, "matches": n} for feed, n in result.per_feed],
+        "matches": [
+            {
+                "item_id": m.item_id,
+                "feed": m.feed,
+                "title": m.title,
+                "url": m.url,
+                "sort_at": m.sort_at,
+                "spans": list(m.spans),
+                "snippet": _snippet_json(m),
+            }
+            for m in result.matches
+        ],
+    }
+
+
+def _content_marks(match: BacktestMatch) -> list[tuple[int, int]]:
+    return [(s.start, s.end) for s in match.spans if s.field == "content"]
+
+
+def _snippet_json(match: BacktestMatch) -> dict[str, Any]:
+    snippet = make_snippet(match.item_text, _content_marks(match))
+    return {"text": snippet.text, "marks": [list(m) for m in snippet.marks]}
+
+
+def _print_backtest(result: Backtest) -> None:
+    console = _console()
+    what = f"rule {result.rule}: " if result.rule is not None else "query: "
+    window = (
+        f"items since {result.since.strftime('%Y-%m-%d %H:%M')} UTC"
+        if result.since is not None
+        else "all items"
+    )
+    console.print(Text.assemble((what, "bold magenta"), result.query, ("  " + window, "dim")))
+    for m in result.matches:
+        title = _highlighted(m.title, [(s.start, s.end) for s in m.spans if s.field == "title"])
+        title.stylize("bold")
+        console.print(
+            Text.assemble(
+                (m.sort_at.strftime("%Y-%m-%d %H:%M"), "dim"), "  ", (m.feed, "cyan"), "  ", title
+            )
+        )
+        marks = _content_marks(m)
+        if marks:
+            snippet = make_snippet(m.item_text, marks)
+            console.print(Text("    ") + _highlighted(snippet.text, snippet.marks))
+        if m.url:
+            console.print(Text("    " + m.url, style="blue"))
+    if result.per_feed:
+        table = Table()
+        table.add_column("feed", no_wrap=True)
+        table.add_column("matches", justify="right")
+        for feed, n in result.per_feed:
+            table.add_row(feed, str(n))
+        console.print(table)
+    if result.matched:
+        shown = len(result.matches)
+        more = f" (showing the newest {shown})" if 0 < shown < result.matched else ""
+        console.print(f"{result.matched} of {result.scanned} items matched{more}; no alert raised")
+    elif result.scanned:
+        console.print(f"no match in {result.scanned} items; no alert raised")
+    else:
+        console.print("no stored items to match" + (" in that window" if result.since else ""))

@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
-from ._model import ParsedFeed
+from ._model import MatchInput, ParsedFeed, RuleMatch, RuleSpec
 from .config import Config
 from .exceptions import ConfigError, ConfigProblem
 from .fetch import Fetcher, HttpFetcher
 from .parse import parse_document
 from .pipeline import Pipeline
-from .rules import Matcher, compile_rules
+from .rules import Matcher, check_query, compile_rules
 from .storage.base import StorageType, SyncReport
 from .storage.sql import open_storage
-from .types import FeedStatus, PollResult, StoredAlert, StoredItem
+from .types import (
+    Backtest,
+    BacktestMatch,
+    FeedStatus,
+    ItemForMatching,
+    MatchedSpan,
+    PollResult,
+    RuleStatus,
+    RuleTrial,
+    StoredAlert,
+    StoredItem,
+)
+
+#: The window of :attr:`RuleStatus.alerts_7d`.
+RECENT_ALERTS = timedelta(days=7)
+
+#: Stored items read per round trip by a backtest (memory stays bounded by one batch).
+BACKTEST_BATCH = 500
+
+#: Fields a span can point into, in display order.
+SPAN_FIELDS = ("title", "content", "author", "feed")
 
 Clock = Callable[[], datetime]
 
@@ -155,8 +176,153 @@ class Feedwatch:
         self.storage.migrate()
         return self.storage.list_alerts(rule, since, limit)
 
+    def rules(self, include_inactive: bool = False) -> list[RuleStatus]:
+        """The configured rules in configuration order, with their alert counts.
+
+        Counts are looked up by name, so a rule renamed in the file shows its
+        history once a poll has synced the rename. ``include_inactive`` appends the
+        stored rules no longer configured (``active=False``), by name.
+        """
+        self.storage.migrate()
+        stored = {s.name: s for s in self.storage.rule_stats(self._clock() - RECENT_ALERTS)}
+        listed: list[RuleStatus] = []
+        for spec in self.config.rules:
+            stats = stored.get(spec.name)
+            listed.append(
+                RuleStatus(
+                    name=spec.name,
+                    query=spec.query,
+                    active=True,
+                    alerts=stats.alerts if stats else 0,
+                    alerts_7d=stats.alerts_7d if stats else 0,
+                    last_alert_at=stats.last_alert_at if stats else None,
+                )
+            )
+        if include_inactive:
+            configured = {spec.name for spec in self.config.rules}
+            listed.extend(
+                replace(stats, active=False)
+                for name, stats in stored.items()
+                if name not in configured
+            )
+        return listed
+
+    def backtest(
+        self,
+        target: str,
+        since: datetime | None = None,
+        limit: int = 50,
+        *,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> Backtest:
+        """Run a configured rule (``target`` is its name) or an ad-hoc query over the
+        stored items with ``sort_at >= since``, newest first. Writes nothing.
+
+        Items are read in batches of :data:`BACKTEST_BATCH`; ``on_progress`` gets the
+        number of items looked at so far after each batch. Keeps the first ``limit``
+        matches; counts all of them, per feed.
+
+        Raises:
+            RuleSyntaxError: ``target`` is no rule name and not a valid query.
+            StorageError: the database cannot be read.
+        """
+        rule = next((spec for spec in self.config.rules if spec.name == target), None)
+        query = rule.query if rule is not None else target
+        matcher = _compile_one(query)
+        self.storage.migrate()
+        scanned = matched = 0
+        per_feed: Counter[str] = Counter()
+        shown: list[BacktestMatch] = []
+        for batch in self.storage.iter_items_for_matching(since, BACKTEST_BATCH):
+            for item in batch:
+                subject = _match_input(item)
+                found = matcher.match(subject)
+                if not found:
+                    continue
+                matched += 1
+                per_feed[item.feed] += 1
+                if len(shown) < limit:
+                    shown.append(
+                        BacktestMatch(
+                            item_id=item.id,
+                            feed=item.feed,
+                            title=item.title,
+                            url=item.url,
+                            sort_at=item.sort_at,
+                            spans=_matched_spans(subject, found),
+                            item_text=item.content_text,
+                        )
+                    )
+            scanned += len(batch)
+            if on_progress is not None:
+                on_progress(scanned)
+        return Backtest(
+            rule=rule.name if rule is not None else None,
+            query=query,
+            since=since,
+            scanned=scanned,
+            matched=matched,
+            per_feed=tuple(sorted(per_feed.items(), key=lambda kv: (-kv[1], kv[0]))),
+            matches=tuple(shown),
+        )
+
     def now(self) -> datetime:
         return self._clock()
+
+
+def try_rule(
+    query: str,
+    *,
+    title: str = "",
+    content: str = "",
+    author: str = "",
+    feed: str = "",
+    tags: Iterable[str] = (),
+    lang: str | None = None,
+) -> RuleTrial:
+    """Match one query against text given by hand. Needs no configuration and no database.
+
+    Raises:
+        RuleSyntaxError: the query is invalid (with the 1-based column).
+    """
+    subject = MatchInput(
+        title=title, content=content, author=author, feed=feed, tags=tuple(tags), lang=lang
+    )
+    found = _compile_one(query).match(subject)
+    return RuleTrial(query=query, matched=bool(found), spans=_matched_spans(subject, found))
+
+
+def _compile_one(query: str) -> Matcher:
+    check_query(query)
+    return compile_rules([RuleSpec(name="query", query=query)])
+
+
+def _match_input(item: ItemForMatching) -> MatchInput:
+    """What the rules see of a stored item: the same fields as during a poll."""
+    return MatchInput(
+        title=item.title,
+        content=item.content_text,
+        author=item.author or "",
+        feed=item.feed,
+        tags=(*item.feed_tags, *item.tags),
+        lang=item.language,
+    )
+
+
+def _matched_spans(subject: MatchInput, found: Sequence[RuleMatch]) -> tuple[MatchedSpan, ...]:
+    """The spans of the matches, each once, in field then text order, with their text."""
+    texts = {
+        "title": subject.title,
+        "content": subject.content,
+        "author": subject.author,
+        "feed": subject.feed,
+    }
+    unique = {(s.field, s.start, s.end) for match in found for s in match.spans}
+    order = {name: position for position, name in enumerate(SPAN_FIELDS)}
+    return tuple(
+        MatchedSpan(field=name, start=start, end=end, text=texts.get(name, "")[start:end])
+        for name, start, end in sorted(unique, key=lambda s: (order.get(s[0], len(order)), s))
+    )
 
 
 def make_app(

@@ -1,4 +1,4 @@
-"""Public read models: what ``feedwatch feeds``, ``items`` and ``alerts`` show.
+"""Public read models: what ``feedwatch feeds``, ``items``, ``alerts`` and ``rules`` show.
 
 Every datetime is timezone-aware UTC.
 """
@@ -94,3 +94,95 @@ class PollResult:
     @property
     def failed(self) -> bool:
         return self.status == "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStatus:
+    """A rule with its alert counts: what ``feedwatch rules`` lists."""
+
+    name: str
+    query: str
+    #: False for a rule no longer in the configuration (its alerts are kept).
+    active: bool
+    #: Alerts the rule has raised, ever.
+    alerts: int
+    #: Alerts raised in the last 7 days.
+    alerts_7d: int
+    #: When the newest alert was raised; None if it never matched.
+    last_alert_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemForMatching:
+    """A stored item with what a rule can look at, read to backtest a rule."""
+
+    id: int
+    #: Name of the item's feed.
+    feed: str
+    url: str | None
+    title: str
+    #: Plain text of the content (spans of the "content" field point into it).
+    content_text: str
+    author: str | None
+    sort_at: datetime
+    #: The item's own tags (categories), as stored.
+    tags: tuple[str, ...]
+    #: The feed's tags from feeds.yaml, as last synced.
+    feed_tags: tuple[str, ...]
+    language: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedSpan:
+    """Where a rule matched: a range of one field, with the text it covers."""
+
+    #: "title", "content", "author" or "feed".
+    field: str
+    start: int
+    end: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrial:
+    """The outcome of ``feedwatch rules try``: a query against text given by hand."""
+
+    query: str
+    matched: bool
+    spans: tuple[MatchedSpan, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestMatch:
+    """A stored item that a backtested query matches."""
+
+    item_id: int
+    feed: str
+    title: str
+    url: str | None
+    sort_at: datetime
+    spans: tuple[MatchedSpan, ...]
+    #: Plain text of the content (the "content" spans point into it).
+    item_text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    """The outcome of ``feedwatch rules test``: a query run over stored items.
+
+    Nothing is written: a backtest raises no alert.
+    """
+
+    #: The configured rule tested, or None for an ad-hoc query.
+    rule: str | None
+    query: str
+    #: Items older than this (by ``sort_at``) were not looked at; None: all.
+    since: datetime | None
+    #: Items looked at.
+    scanned: int
+    #: Items matched (all of them, not only those in ``matches``).
+    matched: int
+    #: Matched items per feed: (feed, count), most first, then by name.
+    per_feed: tuple[tuple[str, int], ...]
+    #: The first matches, newest first (at most the limit asked for).
+    matches: tuple[BacktestMatch, ...]

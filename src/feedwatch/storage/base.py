@@ -7,7 +7,7 @@ transaction open after it returns, so callers never hold one across network I/O.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -21,7 +21,7 @@ from .._model import (
     RuleSpec,
     SubscriberSpec,
 )
-from ..types import FeedStatus, StoredAlert, StoredItem
+from ..types import FeedStatus, ItemForMatching, RuleStatus, StoredAlert, StoredItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +103,25 @@ class StorageType(Protocol):
         limit: int | None = None,
     ) -> list[StoredAlert]:
         """Stored alerts, newest first (by creation time), optionally filtered."""
+
+    def rule_stats(self, recent_since: datetime) -> list[RuleStatus]:
+        """Every stored rule, active or not, with its alert counts, ordered by name.
+
+        ``alerts`` counts all the rule's alerts, ``alerts_7d`` those created at or
+        after ``recent_since`` (the caller picks the window), ``last_alert_at`` is
+        the newest one's creation time. ``active`` is as last synced.
+        """
+
+    def iter_items_for_matching(
+        self, since: datetime | None = None, batch_size: int = 500
+    ) -> Iterator[list[ItemForMatching]]:
+        """Stored items with ``sort_at >= since`` (all when None), in batches of at most
+        ``batch_size`` (at least 1), newest first (by ``sort_at``, then id).
+
+        Each batch is read in its own short transaction (keyset pagination), so no
+        transaction is open while the caller works on a batch and memory stays bounded
+        by one batch. Every item stored before the iteration starts, and not changed
+        while it runs, is yielded exactly once; items stored or changed meanwhile may
+        be missed or (if their ``sort_at`` moved) seen twice. Items of feeds removed
+        from the configuration are included. Nothing is written.
+        """

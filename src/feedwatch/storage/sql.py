@@ -74,7 +74,14 @@ from .._model import (
     SubscriberSpec,
 )
 from ..exceptions import StorageError
-from ..types import FeedStatus, StoredAlert, StoredItem, StoredSpan
+from ..types import (
+    FeedStatus,
+    ItemForMatching,
+    RuleStatus,
+    StoredAlert,
+    StoredItem,
+    StoredSpan,
+)
 from ._tables import ALERTS, FEEDS, ITEMS, RULES, SUBSCRIBERS, UTCDateTime
 from .base import StorageType, SyncReport
 
@@ -490,6 +497,103 @@ class SqlStorage(StorageType):
             )
             for row in rows
         ]
+
+    def rule_stats(self, recent_since: datetime) -> list[RuleStatus]:
+        _require_aware(recent_since, "recent_since")
+        recent = case((ALERTS.c.created_at >= recent_since, 1), else_=0)
+        query = (
+            select(
+                RULES.c.name,
+                RULES.c.query,
+                RULES.c.active,
+                func.count(ALERTS.c.id).label("alerts"),
+                func.coalesce(func.sum(recent), 0).label("alerts_7d"),
+                func.max(ALERTS.c.created_at).label("last_alert_at"),
+            )
+            # (rule_id, item_id) is unique, so its index serves this join.
+            .outerjoin(ALERTS, ALERTS.c.rule_id == RULES.c.id)
+            .group_by(RULES.c.id, RULES.c.name, RULES.c.query, RULES.c.active)
+            .order_by(RULES.c.name)
+        )
+        with self._transaction("reading rule statistics", write=False) as conn:
+            rows = list(conn.execute(query))
+        return [
+            RuleStatus(
+                name=row.name,
+                query=row.query,
+                active=bool(row.active),
+                alerts=int(row.alerts),
+                alerts_7d=int(row.alerts_7d),
+                last_alert_at=row.last_alert_at,
+            )
+            for row in rows
+        ]
+
+    def iter_items_for_matching(
+        self, since: datetime | None = None, batch_size: int = 500
+    ) -> Iterator[list[ItemForMatching]]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if since is not None:
+            _require_aware(since, "since")
+        base = (
+            select(
+                ITEMS.c.id,
+                FEEDS.c.name.label("feed_name"),
+                ITEMS.c.url,
+                ITEMS.c.title,
+                ITEMS.c.content_text,
+                ITEMS.c.author,
+                ITEMS.c.sort_at,
+                ITEMS.c.tags,
+                FEEDS.c.tags.label("feed_tags"),
+                ITEMS.c.language,
+            )
+            .join(FEEDS, FEEDS.c.id == ITEMS.c.feed_id)
+            .order_by(ITEMS.c.sort_at.desc(), ITEMS.c.id.desc())
+            .limit(batch_size)
+        )
+        if since is not None:
+            base = base.where(ITEMS.c.sort_at >= since)
+        # Checked above, on the call; the batches are read as they are asked for.
+        return self._item_batches(base, batch_size)
+
+    def _item_batches(self, base: Select[Any], batch_size: int) -> Iterator[list[ItemForMatching]]:
+        after: tuple[datetime, int] | None = None
+        while True:
+            query = base
+            if after is not None:
+                # Keyset pagination: strictly after the last row of the previous batch.
+                last_sort_at, last_id = after
+                query = query.where(
+                    or_(
+                        ITEMS.c.sort_at < last_sort_at,
+                        and_(ITEMS.c.sort_at == last_sort_at, ITEMS.c.id < last_id),
+                    )
+                )
+            # The transaction ends before the batch is handed over.
+            with self._transaction("reading items to match", write=False) as conn:
+                rows = list(conn.execute(query))
+            if not rows:
+                return
+            yield [
+                ItemForMatching(
+                    id=row.id,
+                    feed=row.feed_name,
+                    url=row.url,
+                    title=row.title,
+                    content_text=row.content_text,
+                    author=row.author,
+                    sort_at=row.sort_at,
+                    tags=tuple(row.tags or ()),
+                    feed_tags=tuple(row.feed_tags or ()),
+                    language=row.language,
+                )
+                for row in rows
+            ]
+            if len(rows) < batch_size:
+                return
+            after = (rows[-1].sort_at, rows[-1].id)
 
     # ------------------------------------------------------------------ commit parts
 
