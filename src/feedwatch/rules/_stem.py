@@ -125,7 +125,8 @@ def profile_for(lang: str | None) -> Profile:
 
 _local = threading.local()
 _CACHE_LIMIT: Final = 200_000
-_stem_cache: dict[tuple[str, str], str] = {}
+#: algorithm -> word -> stem.
+_stem_cache: dict[str, dict[str, str]] = {}
 
 
 def _stemmer(algorithm: str) -> Stemmer.Stemmer:
@@ -142,13 +143,15 @@ def _stemmer(algorithm: str) -> Stemmer.Stemmer:
 
 def stem(algorithm: str, word: str) -> str:
     """The Snowball stem of ``word`` (already lower-case) by ``algorithm``."""
-    key = (algorithm, word)
-    hit = _stem_cache.get(key)
+    cache = _stem_cache.get(algorithm)
+    if cache is None:
+        cache = _stem_cache[algorithm] = {}
+    hit = cache.get(word)
     if hit is None:
         hit = str(_stemmer(algorithm).stemWord(word))
-        if len(_stem_cache) >= _CACHE_LIMIT:
-            _stem_cache.clear()
-        _stem_cache[key] = hit
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[word] = hit
     return hit
 
 

@@ -179,6 +179,7 @@ class _Ctx(Protocol):
     def tags(self) -> frozenset[str]: ...
     def to_spans(self, hits: Iterable[Hit]) -> Spans: ...
     def single_spans(self, unit: int, fields: tuple[int, ...]) -> Spans | None: ...
+    def unit_spans(self, unit: int, fields: tuple[int, ...]) -> Spans | None: ...
     def regex_timed_out(self, leaf: _RegexLeaf, field: int) -> None: ...
 
 
@@ -250,7 +251,7 @@ class _Seq(_Positional):
         single = self.single
         if single >= 0:
             if single in ctx.present:
-                result = ctx.single_spans(single, self.fields)
+                result = ctx.unit_spans(single, self.fields)
         elif not self.unitset.isdisjoint(ctx.present):
             occs = self.occ(ctx)
             if occs:
@@ -534,6 +535,88 @@ class _NotNode(_Node):
         return self.child.cost()
 
 
+#: A literal of a flat rule: one word in some fields, or a metadata filter.
+_Literal = tuple[int, tuple[int, ...]] | _MetaLeaf
+
+
+class _FlatNode(_Node):
+    """A rule that is an AND of OR-lists of single words and filters, minus NOT-lists.
+
+    Most rules have this shape (``a``, ``a OR b``, ``a b -c``, ``lang:ru AND a``); it
+    is decided with set lookups on the units each field satisfies, and only the
+    words that hold are looked at for spans (shared through the item's memo).
+    """
+
+    __slots__ = ("clauses", "negated")
+
+    def __init__(
+        self, clauses: tuple[tuple[_Literal, ...], ...], negated: tuple[_Literal, ...]
+    ) -> None:
+        super().__init__()
+        self.clauses = clauses
+        self.negated = negated
+
+    def spans(self, ctx: _Ctx) -> Spans | None:
+        present = ctx.present
+        for lit in self.negated:
+            if isinstance(lit, _MetaLeaf):
+                if lit.spans(ctx) is not None:
+                    return None
+            elif lit[0] in present and ctx.unit_spans(lit[0], lit[1]) is not None:
+                return None
+        parts: list[Spans] = []
+        for clause in self.clauses:
+            held = False
+            for lit in clause:
+                if isinstance(lit, _MetaLeaf):
+                    if lit.spans(ctx) is not None:
+                        held = True
+                elif lit[0] in present:
+                    found = ctx.unit_spans(lit[0], lit[1])
+                    if found is not None:
+                        held = True
+                        parts.append(found)
+            if not held:
+                return None
+        return _union(parts)
+
+    def groups(self, units: Sequence[_Unit]) -> list[Group]:
+        raise NotImplementedError  # groups come from the node it replaces
+
+
+def _flatten(node: _Node) -> tuple[list[tuple[_Literal, ...]], list[_Literal]] | None:
+    """(clauses, negated literals) when ``node`` has the flat shape, else None."""
+    match node:
+        case _Seq() if node.single >= 0:
+            return [((node.single, node.fields),)], []
+        case _MetaLeaf():
+            return [(node,)], []
+        case _OrNode():
+            merged: list[_Literal] = []
+            for child in node.children:
+                flat = _flatten(child)
+                if flat is None or len(flat[0]) != 1 or flat[1]:
+                    return None
+                merged += flat[0][0]
+            return [tuple(merged)], []
+        case _AndNode():
+            clauses: list[tuple[_Literal, ...]] = []
+            negated: list[_Literal] = []
+            for child in node.children:
+                flat = _flatten(child)
+                if flat is None:
+                    return None
+                clauses += flat[0]
+                negated += flat[1]
+            return clauses, negated
+        case _NotNode():
+            flat = _flatten(node.child)
+            if flat is None or len(flat[0]) != 1 or flat[1]:
+                return None
+            return [], list(flat[0][0])
+    return None
+
+
 _FIELD_ORDER: Final = {name: i for i, name in enumerate(FIELD_NAMES)}
 
 
@@ -668,6 +751,7 @@ class _Item:
         self._folded: list[FoldedText | None] = [None, None, None, None]
         self.memo: dict[int, Spans | None] = {}
         self.occs: dict[int, list[Occ]] = {}
+        self._unit_spans: dict[tuple[int, tuple[int, ...]], Spans | None] = {}
         self.rule = ""
         self._langs: frozenset[str] | None = None
         self._tags: frozenset[str] | None = None
@@ -714,6 +798,14 @@ class _Item:
     def to_spans(self, hits: Iterable[Hit]) -> Spans:
         """Sorted by field (title, content, author, feed) then offset; overlaps merged."""
         return _to_spans(sorted(set(hits)))
+
+    def unit_spans(self, unit: int, fields: tuple[int, ...]) -> Spans | None:
+        """:meth:`single_spans`, remembered for the item."""
+        key = (unit, fields)
+        got = self._unit_spans.get(key, _UNSET)
+        if got is _UNSET:
+            got = self._unit_spans[key] = self.single_spans(unit, fields)
+        return got  # type: ignore[return-value]
 
     def single_spans(self, unit: int, fields: tuple[int, ...]) -> Spans | None:
         """Spans of the tokens (and compounds) satisfying ``unit`` in ``fields``."""
@@ -925,7 +1017,7 @@ class RuleSet:
         self._rules = tuple(indexed)
         # Per-rule columns for the matching loop.
         self._names = [r.name for r in indexed]
-        self._nodes_of = [r.node for r in indexed]
+        self._nodes_of = [_flat_or(r.node) for r in indexed]
         self._checks = [r.check or None for r in indexed]
         self._rule_units_of = [r.units for r in indexed]
         self._positional = [r.positional for r in indexed]
@@ -1059,8 +1151,9 @@ class RuleSet:
                 if len(unit.text) >= MIN_COMPOUND_LENGTH:
                     text = unit.text
                     prefixes.update(text[:k] for k in range(1, len(text) + 1))
-                    # A compound's parts: at least 2 letters after the first one.
-                    heads.update(text[:k] for k in range(1, len(text) - 1))
+                    # A compound's parts: at least 2 letters each (so "a", "и", "в" never
+                    # start one; they are too common to look at what follows them).
+                    heads.update(text[:k] for k in range(2, len(text) - 1))
             elif unit.kind == "lang":
                 lang.setdefault(unit.text, []).append(uid)
             elif unit.kind == "lang*":
@@ -1090,6 +1183,7 @@ class RuleSet:
                 automaton.add_word(text, tuple(ids))
             automaton.make_automaton()
             self._automaton = automaton
+        self._shortest_literal = min(map(len, literals), default=0)
 
     def _stems(self, algorithm: str) -> dict[str, tuple[int, ...]]:
         """Stem key -> units, for the rule words a stemmer's scripts cover (built on demand)."""
@@ -1144,7 +1238,7 @@ class RuleSet:
                 got = self._prefix.get(folded[:n])
                 if got:
                     found += got
-        if self._automaton is not None:
+        if self._automaton is not None and len(folded) >= self._shortest_literal:
             for _end, ids in self._automaton.iter(folded):
                 found += ids
         if len(found) > 1:
@@ -1365,6 +1459,17 @@ def _merge(words: Sequence[Word]) -> Word:
 
 
 # --------------------------------------------------------------------------- API
+
+
+def _flat_or(node: _Node) -> _Node:
+    """The flat form of a rule's node when it has one (single words stay as they are)."""
+    if isinstance(node, _Seq | _MetaLeaf):
+        return node
+    flat = _flatten(node)
+    if flat is None:
+        return node
+    clauses, negated = flat
+    return _FlatNode(tuple(clauses), tuple(negated))
 
 
 def _named(exc: RuleSyntaxError, rule: str) -> RuleSyntaxError:
