@@ -328,6 +328,10 @@ def _poll_json(summary: PollSummary, status: int) -> dict[str, Any]:
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _print_poll_table(summary: PollSummary) -> None:
     console = _console()
     table = Table(title=None, show_lines=False)
@@ -356,9 +360,9 @@ def _print_poll_table(summary: PollSummary) -> None:
     console.print(table)
     t = summary.totals()
     console.print(
-        f"{t['feeds']} feeds in {summary.elapsed:.2f}s: {t['ok']} ok, "
+        f"{_count(t['feeds'], 'feed')} in {summary.elapsed:.2f}s: {t['ok']} ok, "
         f"{t['not_modified']} not modified, {t['failed']} failed; "
-        f"{t['new']} new items, {t['updated']} updated, {t['alerts']} alerts"
+        f"{_count(t['new'], 'new item')}, {t['updated']} updated, {_count(t['alerts'], 'alert')}"
     )
 
 
