@@ -638,3 +638,66 @@ def test_each_rule_of_a_set_highlights_its_tokens(words: list[str], lang: str | 
     for word in distinct:
         expected = {(t.start, t.end) for t in tokens if fold_token(t.raw).folded == word}
         assert expected <= {(s.start, s.end) for s in found[f"={word}"]}
+
+
+def _generated(seed: int) -> tuple[list[RuleSpec], list[MatchInput]]:
+    """A mixed rule set and items over one small en/ru/fr vocabulary."""
+    import random
+
+    rnd = random.Random(seed)
+    words = [
+        "sanctions", "sanction", "Iran", "Russia", "council", "security", "UN", "counter",
+        "terrorism", "counter-terrorism", "cooperation", "co-operation", "санкции",
+        "санкциями", "Совет", "безопасности", "ИИ", "и", "sécurité", "conseil", "l'État",
+        "2231", "embargo", "oil", "Straße", "café",
+    ]  # fmt: skip
+    plain = [w for w in words if "-" not in w and "'" not in w]
+
+    def w() -> str:
+        return rnd.choice(words)
+
+    def p() -> str:
+        return rnd.choice(plain)
+
+    makers = [
+        lambda: w(),
+        lambda: f'"{p()} {p()}"',
+        lambda: f'"{p()} {p()}"~{rnd.randint(1, 3)}',
+        lambda: f"{w()} AND {w()}",
+        lambda: f"{w()} OR {w()} OR {w()}",
+        lambda: f"{w()} NOT {w()}",
+        lambda: f"NOT {w()}",
+        lambda: f"{p()} NEAR/{rnd.randint(0, 4)} {p()}",
+        lambda: f"({p()} OR {p()}) ONEAR/{rnd.randint(1, 4)} {p()}",
+        lambda: f"title:{w()}",
+        lambda: f"{rnd.choice([x for x in plain if len(x) >= 5])[:4]}*",
+        lambda: f"={p()}",
+        lambda: f"lang:{rnd.choice(['en', 'ru', 'fr'])} AND {w()}",
+        lambda: f"tag:{rnd.choice(['un', 'cis'])} {w()}",
+        lambda: "/council \\d+|санкц\\w+/",
+        lambda: "counterterrorism",
+    ]
+    rules = [RuleSpec(f"r{i}", rnd.choice(makers)()) for i in range(120)]
+    seps = [" ", " ", " ", ", ", ". ", "  ", "\n\n", " - "]
+    subjects = []
+    for _ in range(40):
+        text = "".join(rnd.choice(words) + rnd.choice(seps) for _ in range(rnd.randint(5, 40)))
+        subjects.append(
+            item(
+                title=" ".join(rnd.choice(words) for _ in range(rnd.randint(0, 4))),
+                content=text,
+                lang=rnd.choice([None, "en", "ru-RU", "fr"]),
+                tags=rnd.sample(["UN", "cis", "ai"], rnd.randint(0, 2)),
+            )
+        )
+    return rules, subjects
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_generated_rule_set_matches_like_its_rules_one_by_one(seed: int) -> None:
+    """The index, the candidate checks and the flat rules change nothing but speed."""
+    rules, subjects = _generated(seed)
+    together = compile_rules(rules)
+    alone = [compile_rules([rule]) for rule in rules]
+    for subject in subjects:
+        assert together.match(subject) == [m for one in alone for m in one.match(subject)]

@@ -102,7 +102,9 @@ Hyphens and compounds. ``counter-terrorism``, ``counter terrorism``,
 a phrase, both ways: a rule word of 5+ characters may be written in the item
 as two or three tokens joined by single hyphens (``-`` U+2010 U+2011 U+2012
 U+2013 U+2212 U+FE63 U+FF0D; the em dash is punctuation) or as two tokens
-separated by whitespace, and a phrase's adjacent words may be one item token.
+separated by whitespace, each part at least 2 characters long (``co-operation``
+joins; ``e-mail`` does not, and "a", "и" are never looked at), and a phrase's
+adjacent words may be one item token.
 Joining never crosses other punctuation (``counter. Terrorism`` is not
 ``counterterrorism``), but phrases, like in
 search engines, ignore punctuation between words (``"counter terrorism"``

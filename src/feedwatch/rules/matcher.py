@@ -13,26 +13,30 @@ Compiling (once per rule set):
   the union of its children's best groups; AND and NEAR -> all their children's
   groups; a phrase -> one group per word; NOT -> nothing). The most selective
   group goes into an inverted index unit -> rules; a rule without requirements
-  (``NOT x``, a regex without a literal) is evaluated for every item;
+  (``NOT x``, a regex without a literal) is a candidate for every item;
+* rules that are ANDs of OR-lists of single words and filters, minus NOT-lists
+  (most rules) become a flat node decided by set lookups;
 * vocabularies map a folded token to the units it satisfies: exact, capitals,
   prefixes (only the prefix lengths rules use), regex literals (an Aho-Corasick
   automaton), and per stemmer a map stem -> units, built the first time an item
   needs that stemmer;
-* compound targets: the folded rule words of 5+ characters and all their
-  prefixes, so that only adjacent item tokens whose concatenation can be such a
-  word are joined (``counter`` + ``terrorism``).
+* compound targets: the folded rule words of 5+ characters; their prefixes
+  (of 2+ characters) are the tokens that may start a compound.
 
 Matching one item:
 
-1. split each field on whitespace; each distinct chunk (``"counter-terrorism,"``)
-   is looked up in a per-process, per-language cache that holds its tokens, the
-   units they satisfy and intra-chunk compounds. Adjacent chunks whose boundary
-   tokens can join are checked against the compound targets;
+1. split each field on whitespace; each chunk (``"counter-terrorism,"``) is
+   looked up (C-level ``map``) in this rule set's cache for the item's language
+   profile, which holds the units its tokens and hyphen compounds satisfy (a new
+   chunk is tokenised through ``text``'s process-wide cache, then analysed once).
+   Adjacent chunks whose boundary tokens can join are checked against the
+   compound targets;
 2. the units present, plus the item's ``lang:`` and ``tag:`` units, select
-   candidate rules from the index; a candidate whose requirement groups are not
-   all met is dropped;
-3. only then, and only for the fields they need, token positions and character
-   offsets are computed, and the candidates' expressions evaluated; matched
+   candidate rules from the index; a candidate whose other requirement groups
+   are not all met is dropped without evaluation;
+3. only then, and only for the fields asked, character offsets (and token
+   positions, when a phrase or NEAR needs them) are computed for the
+   candidates' units, and the candidates evaluated in rule order; matched
    positive leaves yield spans in the original text.
 
 Does NOT parse queries (``query``), fold text (``text``) or stem (``_stem``).
@@ -172,7 +176,6 @@ class _Ctx(Protocol):
     present: set[int]
 
     def postings(self, field: int) -> dict[int, list[Posting]]: ...
-    def has(self, field: int, unit: int) -> bool: ...
     def may_have(self, field: int, units: Group) -> bool: ...
     def folded(self, field: int) -> FoldedText: ...
     def langs(self) -> frozenset[str]: ...
@@ -225,17 +228,17 @@ class _Positional(_Node):
 class _Seq(_Positional):
     """Words in a row (a term, a hyphenated term or a phrase), with joined alternatives."""
 
-    __slots__ = ("_groups", "alts", "fields", "single", "slop", "unitset", "width")
+    __slots__ = ("_groups", "alts", "fields", "single", "slop", "unitset")
 
     def __init__(
-        self, alts: tuple[tuple[int, ...], ...], slop: int, fields: tuple[int, ...], width: int
+        self, alts: tuple[tuple[int, ...], ...], slop: int, fields: tuple[int, ...]
     ) -> None:
         super().__init__()
+        #: Unit sequences any of which is a match (the words as written, joined variants).
         self.alts = alts
         self.slop = slop
         self.fields = fields
-        #: Number of words as written (one group per word).
-        self.width = width
+        #: One group per word as written (set by the compiler).
         self._groups: list[Group] = []
         #: Every unit of every alternative.
         self.unitset = frozenset(u for alt in alts for u in alt)
@@ -650,8 +653,8 @@ class _Chunk:
 
     __slots__ = ("first", "flat", "ntok")
 
-    def __init__(self) -> None:
-        self.ntok = 0
+    def __init__(self, ntok: int) -> None:
+        self.ntok = ntok
         #: (unit, first token index, last token index, start, end) for every unit a
         #: token or a hyphen compound of the chunk satisfies, in token order.
         self.flat: tuple[tuple[int, int, int, int, int], ...] = ()
@@ -683,7 +686,6 @@ class _Lang:
         "ntok",
         "tokens",
         "units",
-        "with_units",
     )
 
     def __init__(self, profile: Profile) -> None:
@@ -694,13 +696,11 @@ class _Lang:
         self.ntok: dict[str, int] = {}
         #: Chunk -> the units satisfied in it (empty for most; every chunk analysed).
         self.units: dict[str, frozenset[int]] = {}
-        #: The same, for the chunks with some units only.
-        self.with_units: dict[str, frozenset[int]] = {}
         #: Chunk -> its last token (folded, start) when that may start a compound.
         self.lasts: dict[str, tuple[Folded, int]] = {}
         #: Raw token -> the units it satisfies.
         self.tokens: dict[str, tuple[int, ...]] = {}
-        self.compounds: dict[tuple[str, str, bool], tuple[int, ...]] = {}
+        self.compounds: dict[tuple[str | bool, ...], tuple[int, ...]] = {}
 
     def trim(self) -> None:
         if len(self.chunks) >= _CACHE_LIMIT or len(self.tokens) >= _CACHE_LIMIT:
@@ -708,7 +708,6 @@ class _Lang:
                 self.chunks,
                 self.ntok,
                 self.units,
-                self.with_units,
                 self.lasts,
                 self.tokens,
             ):
@@ -766,11 +765,6 @@ class _Item:
                 got = _build_postings(self._lang, data, self._needed, self._positions)
             self._postings[field] = got
         return got
-
-    def has(self, field: int, unit: int) -> bool:
-        """Whether ``unit`` is satisfied in ``field``."""
-        data = self._fields[field]
-        return data is not None and unit in data.present
 
     def may_have(self, field: int, units: Group) -> bool:
         """Whether one of ``units`` is satisfied in ``field``."""
@@ -970,7 +964,11 @@ class _Rule:
 
 
 class RuleSet:
-    """A compiled rule set (see the module docstring). Safe to share between threads."""
+    """A compiled rule set (see the module docstring).
+
+    Its caches are not locked: match from one thread at a time (one rule set per
+    worker thread if there are several).
+    """
 
     def __init__(self, rules: Iterable[RuleSpec]) -> None:
         self._units: list[_Unit] = []
@@ -1122,7 +1120,7 @@ class RuleSet:
         if any(len(alt) > 1 for alt in alts):
             self._rule_positional = True
         key = ("seq", tuple(alts), ast.slop, ast.fields)
-        seq = self._shared(key, lambda: _Seq(tuple(alts), ast.slop, ast.fields, len(words)))
+        seq = self._shared(key, lambda: _Seq(tuple(alts), ast.slop, ast.fields))
         seq._groups = [frozenset(c) for c in covers]
         return seq
 
@@ -1168,6 +1166,7 @@ class RuleSet:
         self._caps = {k: tuple(v) for k, v in caps.items()}
         self._prefix = {k: tuple(v) for k, v in prefix.items()}
         self._prefix_lengths = tuple(sorted({len(k) for k in prefix}))
+        self._prefix_heads = frozenset(k[:n] for k in prefix for n in range(1, len(k) + 1))
         self._lang_units = {k: tuple(v) for k, v in lang.items()}
         self._tag_units = {k: tuple(v) for k, v in tag.items()}
         self._lang_units_any = bool(self._lang_units or self._lang_prefixes)
@@ -1230,14 +1229,17 @@ class RuleSet:
                 got = vocab.get(key)
                 if got:
                     found += got
-        if prefixes:
+        if prefixes and self._prefix:
             size = len(folded)
             for n in self._prefix_lengths:
                 if n > size:
                     break
-                got = self._prefix.get(folded[:n])
+                head = folded[:n]
+                got = self._prefix.get(head)
                 if got:
                     found += got
+                elif head not in self._prefix_heads:
+                    break  # no longer prefix of the token can be a rule prefix either
         if self._automaton is not None and len(folded) >= self._shortest_literal:
             for _end, ids in self._automaton.iter(folded):
                 found += ids
@@ -1246,25 +1248,57 @@ class RuleSet:
         return tuple(found)
 
     def _compound(self, lang: _Lang, parts: Sequence[Folded]) -> tuple[int, ...]:
-        folded = "".join(p.folded for p in parts)
+        """Units satisfied by tokens written joined (``counter`` + ``terrorism``).
+
+        Only the rule words that would allow this join on their own count (5+
+        characters, each part 2+, see :func:`_allows_join`), so that what a rule
+        matches never depends on the other rules of the set.
+        """
         cased = "".join(p.cased for p in parts)
         caps = all(p.caps for p in parts)
-        key = (folded, cased, caps)
+        key: tuple[str | bool, ...] = (*[p.folded for p in parts], cased, caps)
         hit = lang.compounds.get(key)
         if hit is None:
-            hit = self._units_for(lang, folded, cased, caps, script_of(folded), prefixes=True)
+            folded = "".join(p.folded for p in parts)
+            found = self._units_for(lang, folded, cased, caps, script_of(folded), prefixes=True)
+            units = self._units
+            hit = tuple(
+                u
+                for u in found
+                if units[u].kind == "word"
+                and len(units[u].text) >= MIN_COMPOUND_LENGTH
+                and _allows_join(units[u].text, parts)
+            )
             lang.compounds[key] = hit
         return hit
 
     def _chunk(self, lang: _Lang, chunk: str) -> None:
         """Analyse a chunk into ``lang``'s caches."""
-        info = _Chunk()
-        lang.chunks[chunk] = info
         tokens = chunk_tokens(chunk)
         spans, folded = tokens.spans, tokens.folded
-        info.ntok = lang.ntok[chunk] = len(spans)
+        info = lang.chunks[chunk] = _Chunk(len(spans))
+        lang.ntok[chunk] = len(spans)
         if not spans:
             lang.units[chunk] = _NO_UNITS
+            return
+        heads = self._heads
+        if len(spans) == 1:
+            # One token (most chunks): no compound inside.
+            raw = tokens.raws[0]
+            units = lang.tokens.get(raw)
+            if units is None:
+                units = self._token_units(lang, raw, folded[0])
+            start, end = spans[0]
+            if start == 0:
+                info.first = (folded[0], end)
+            join = end == len(chunk) and folded[0].folded in heads
+            if join:
+                lang.lasts[chunk] = (folded[0], start)
+            if units:
+                info.flat = tuple([(u, 0, 0, start, end) for u in units])
+                lang.units[chunk] = frozenset((*units, _JOIN) if join else units)
+            else:
+                lang.units[chunk] = _JOIN_ONLY if join else _NO_UNITS
             return
         flat: list[tuple[int, int, int, int, int]] = []
         cache = lang.tokens
@@ -1275,8 +1309,7 @@ class RuleSet:
             if units:
                 start, end = spans[k]
                 flat += [(u, k, k, start, end) for u in units]
-        heads = self._heads
-        if len(spans) > 1 and heads:
+        if heads:
             prefixes = self._prefixes
             for k in range(len(spans) - 1):
                 head = folded[k].folded
@@ -1299,12 +1332,8 @@ class RuleSet:
             units_here.add(_JOIN)
         if units_here == {_JOIN}:
             lang.units[chunk] = _JOIN_ONLY
-        elif units_here:
-            lang.units[chunk] = frozenset(units_here)
-            if flat:
-                lang.with_units[chunk] = frozenset(t[0] for t in flat)
         else:
-            lang.units[chunk] = _NO_UNITS
+            lang.units[chunk] = frozenset(units_here) if units_here else _NO_UNITS
 
     def _meta_units(self, field: str, value: str) -> tuple[int, ...]:
         """Units of ``lang:``/``tag:`` filters met by an item's language or one tag."""
@@ -1459,6 +1488,17 @@ def _merge(words: Sequence[Word]) -> Word:
 
 
 # --------------------------------------------------------------------------- API
+
+
+def _allows_join(word: str, parts: Sequence[Folded]) -> bool:
+    """Whether the rule word ``word`` alone lets these tokens join: each part starts
+    where the word goes on (by its first 3 letters), parts of 2+ letters."""
+    head = parts[0].folded
+    for part in parts[1:]:
+        if not 2 <= len(head) <= len(word) - 2 or not word.startswith(head + part.folded[:3]):
+            return False
+        head += part.folded
+    return True
 
 
 def _flat_or(node: _Node) -> _Node:

@@ -25,8 +25,7 @@ TEXT_FIELDS: Final = ("title", "content", "text", "author", "feed")
 #: Metadata fields: exact (case-insensitive) filters, not text.
 META_FIELDS: Final = ("tag", "lang")
 FIELDS: Final = TEXT_FIELDS + META_FIELDS
-#: Index of each text field in a :class:`Words` ``fields`` tuple.
-FIELD_INDEX: Final = {"title": 0, "content": 1, "author": 2, "feed": 3}
+#: The text fields of an item, by index (a :class:`Words` ``fields`` tuple holds indices).
 FIELD_NAMES: Final = ("title", "content", "author", "feed")
 _SCOPE: Final = {
     "title": (0,),
@@ -280,7 +279,7 @@ def _lex(query: str) -> list[_Tok]:
                     )
                 )
                 continue
-            if field and name_is_known_field(field.group(1)):
+            if field and field.group(1).lower() in FIELDS:
                 raise RuleSyntaxError(
                     f"{field.group(1).lower()}: needs a word, phrase, regex or group "
                     "right after the colon",
@@ -305,10 +304,6 @@ def _starts_operand(query: str, i: int) -> bool:
     while end < len(query) and not query[end].isspace() and query[end] not in _STOP:
         end += 1
     return any(ch.isalnum() for ch in query[j:end])
-
-
-def name_is_known_field(name: str) -> bool:
-    return name.lower() in FIELDS
 
 
 # --------------------------------------------------------------------------- words
