@@ -63,6 +63,8 @@ class RuleSyntaxError(FeedwatchError, ValueError):
         self.reason = message
         self.column = column
         self.query = query
+        #: Name of the rule, when the query came from a named rule (set by compile_rules).
+        self.rule: str | None = None
         super().__init__(f"column {column}: {message}")
 
 

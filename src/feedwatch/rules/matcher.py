@@ -1517,7 +1517,7 @@ def _named(exc: RuleSyntaxError, rule: str) -> RuleSyntaxError:
     ``.rule`` is the name; ``.reason`` and ``.column`` are unchanged."""
     named = RuleSyntaxError(exc.reason, exc.column, exc.query)
     named.args = (f"rule {rule!r}: column {exc.column}: {exc.reason}",)
-    setattr(named, "rule", rule)  # noqa: B010 - RuleSyntaxError has no such field yet
+    named.rule = rule
     return named
 
 
