@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from .exceptions import ErrorKind
 
@@ -193,11 +194,14 @@ class ItemIntent:
 # --------------------------------------------------------------------------- match
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A matched range of characters in one field of an item (original text)."""
+class Span(NamedTuple):
+    """A matched range of characters in one field of an item (original text).
 
-    #: "title" or "content".
+    A named tuple rather than a frozen dataclass: the matcher makes hundreds per
+    item at 10,000 rules, and a tuple is built in a quarter of the time.
+    """
+
+    #: "title", "content", "author" or "feed".
     field: str
     start: int
     end: int
@@ -215,9 +219,8 @@ class MatchInput:
     lang: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RuleMatch:
-    """A rule that matched an item, with where."""
+class RuleMatch(NamedTuple):
+    """A rule that matched an item, with where (a named tuple, like :class:`Span`)."""
 
     rule: str
     spans: tuple[Span, ...] = ()

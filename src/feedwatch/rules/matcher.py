@@ -44,6 +44,7 @@ Does NOT parse queries (``query``), fold text (``text``) or stem (``_stem``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 from bisect import bisect_left, bisect_right
@@ -95,6 +96,9 @@ MAX_COMPOUND_TOKENS: Final = 3
 _ALL_MERGES_UP_TO: Final = 4
 #: Per-language caches of chunks and tokens are cleared when they reach this size.
 _CACHE_LIMIT: Final = 100_000
+#: Build the named tuples without their Python-level ``__new__`` (half the cost).
+_span: Final = functools.partial(tuple.__new__, Span)
+_rule_match: Final = functools.partial(tuple.__new__, RuleMatch)
 #: A NEAR keeps at most this many matching pairs per item (enough to highlight).
 _MAX_NEAR_PAIRS: Final = 200
 
@@ -158,10 +162,10 @@ def _to_spans(hits: Sequence[Hit]) -> Spans:
         if f == pf and s < pe:
             if e > pe:
                 pe = e
-                out[-1] = Span(FIELD_NAMES[f], ps, e)
+                out[-1] = _span((FIELD_NAMES[f], ps, e))
             continue
         pf, ps, pe = f, s, e
-        out.append(Span(FIELD_NAMES[f], s, e))
+        out.append(_span((FIELD_NAMES[f], s, e)))
     return tuple(out)
 
 
@@ -550,37 +554,49 @@ class _FlatNode(_Node):
     words that hold are looked at for spans (shared through the item's memo).
     """
 
-    __slots__ = ("clauses", "negated")
+    __slots__ = ("clauses", "meta_negated", "negated", "word_negated")
 
     def __init__(
         self, clauses: tuple[tuple[_Literal, ...], ...], negated: tuple[_Literal, ...]
     ) -> None:
         super().__init__()
-        self.clauses = clauses
         self.negated = negated
+        #: Each clause as (words, filters): words are (unit, fields).
+        self.clauses = tuple(
+            (
+                tuple(lit for lit in clause if not isinstance(lit, _MetaLeaf)),
+                tuple(lit for lit in clause if isinstance(lit, _MetaLeaf)),
+            )
+            for clause in clauses
+        )
+        self.word_negated = tuple(lit for lit in negated if not isinstance(lit, _MetaLeaf))
+        self.meta_negated = tuple(lit for lit in negated if isinstance(lit, _MetaLeaf))
 
     def spans(self, ctx: _Ctx) -> Spans | None:
         present = ctx.present
-        for lit in self.negated:
-            if isinstance(lit, _MetaLeaf):
-                if lit.spans(ctx) is not None:
-                    return None
-            elif lit[0] in present and ctx.unit_spans(lit[0], lit[1]) is not None:
+        unit_spans = ctx.unit_spans
+        for unit, fields in self.word_negated:
+            if unit in present and unit_spans(unit, fields) is not None:
+                return None
+        for meta in self.meta_negated:
+            if meta.spans(ctx) is not None:
                 return None
         parts: list[Spans] = []
-        for clause in self.clauses:
+        for words, metas in self.clauses:
             held = False
-            for lit in clause:
-                if isinstance(lit, _MetaLeaf):
-                    if lit.spans(ctx) is not None:
-                        held = True
-                elif lit[0] in present:
-                    found = ctx.unit_spans(lit[0], lit[1])
+            for unit, fields in words:
+                if unit in present:
+                    found = unit_spans(unit, fields)
                     if found is not None:
                         held = True
                         parts.append(found)
             if not held:
-                return None
+                for meta in metas:
+                    if meta.spans(ctx) is not None:
+                        held = True
+                        break
+                if not held:
+                    return None
         return _union(parts)
 
     def groups(self, units: Sequence[_Unit]) -> list[Group]:
@@ -736,7 +752,6 @@ class _Item:
         lang: _Lang,
         item: MatchInput,
         fields: list[_FieldData | None],
-        needed: frozenset[int],
         present: set[int],
         positions: bool,
     ) -> None:
@@ -745,7 +760,6 @@ class _Item:
         self._lang = lang
         self._item = item
         self._fields = fields
-        self._needed = needed
         self._postings: list[dict[int, list[Posting]] | None] = [None, None, None, None]
         self._folded: list[FoldedText | None] = [None, None, None, None]
         self.memo: dict[int, Spans | None] = {}
@@ -759,10 +773,10 @@ class _Item:
         got = self._postings[field]
         if got is None:
             data = self._fields[field]
-            if data is None or self._needed.isdisjoint(data.present):
+            if data is None or not data.present:
                 got = {}
             else:
-                got = _build_postings(self._lang, data, self._needed, self._positions)
+                got = _build_postings(self._lang, data, self._positions)
             self._postings[field] = got
         return got
 
@@ -820,10 +834,10 @@ class _Item:
                 if s < end:  # overlaps the previous one (a token and a compound)
                     if e > end:
                         end = e
-                        out[-1] = Span(name, out[-1].start, e)
+                        out[-1] = _span((name, out[-1].start, e))
                     continue
                 end = e
-                out.append(Span(name, s, e))
+                out.append(_span((name, s, e)))
         return tuple(out) if out else None
 
     def regex_timed_out(self, leaf: _RegexLeaf, field: int) -> None:
@@ -845,15 +859,13 @@ def _lang_values(lang: str | None) -> frozenset[str]:
     return frozenset("-".join(parts[: i + 1]) for i in range(len(parts)) if parts[0])
 
 
-def _build_postings(
-    lang: _Lang, data: _FieldData, needed: frozenset[int], positions: bool
-) -> dict[int, list[Posting]]:
-    """Unit -> positions and offsets in one field, for the ``needed`` units only.
+def _build_postings(lang: _Lang, data: _FieldData, positions: bool) -> dict[int, list[Posting]]:
+    """Unit -> positions and offsets in one field, for every unit satisfied in it.
 
     Without ``positions`` (no phrase or NEAR to evaluate) positions are all 0.
     """
     chunks, text = data.chunks, data.text
-    joins = [(i, units) for i, units in data.joins if not needed.isdisjoint(units)]
+    joins = data.joins
     # The chunks with units (every occurrence of a chunk text has the same units).
     per = data.units
     indices = [i for i in itertools.compress(range(len(chunks)), per) if per[i] is not _JOIN_ONLY]
@@ -864,7 +876,7 @@ def _build_postings(
     if not indices:
         return {}
     if not joins and not positions and len(indices) <= _FIND_AT_MOST:
-        return _offset_postings(lang, text, {chunks[i] for i in indices}, needed)
+        return _offset_postings(lang, text, {chunks[i] for i in indices})
     if positions or joins:
         bases = list(itertools.accumulate(map(lang.ntok.__getitem__, chunks), initial=0))
     else:
@@ -876,16 +888,14 @@ def _build_postings(
         base = bases[i]
         off = offsets[i]
         for u, k0, k1, s, e in infos[chunks[i]].flat:
-            if u in needed:
-                postings[u].append((base + k0, base + k1, off + s, off + e))
+            postings[u].append((base + k0, base + k1, off + s, off + e))
     for i, units in joins:
         last = lang.lasts[chunks[i]]
         first = infos[chunks[i + 1]].first
         assert first is not None
         entry = (bases[i + 1] - 1, bases[i + 1], offsets[i] + last[1], offsets[i + 1] + first[1])
         for u in units:
-            if u in needed:
-                postings[u].append(entry)
+            postings[u].append(entry)
         for u in units:
             lst = postings.get(u)
             if lst is not None and len(lst) > 1:
@@ -893,15 +903,13 @@ def _build_postings(
     return postings
 
 
-def _offset_postings(
-    lang: _Lang, text: str, wanted: set[str], needed: frozenset[int]
-) -> dict[int, list[Posting]]:
+def _offset_postings(lang: _Lang, text: str, wanted: set[str]) -> dict[int, list[Posting]]:
     """Postings without positions (all 0): each wanted chunk found by ``str.find``."""
     postings: defaultdict[int, list[Posting]] = defaultdict(list)
     infos = lang.chunks
     n = len(text)
     for chunk in wanted:
-        flat = [t for t in infos[chunk].flat if t[0] in needed]
+        flat = infos[chunk].flat
         size = len(chunk)
         p = text.find(chunk)
         while p >= 0:
@@ -1016,8 +1024,23 @@ class RuleSet:
         # Per-rule columns for the matching loop.
         self._names = [r.name for r in indexed]
         self._nodes_of = [_flat_or(r.node) for r in indexed]
-        self._checks = [r.check or None for r in indexed]
-        self._rule_units_of = [r.units for r in indexed]
+        # A rule's other requirement groups, as group ids: the groups an item meets
+        # are found once per item (unit -> groups), and each candidate is then one
+        # C-level ``issuperset``.
+        group_ids: dict[Group, int] = {}
+        self._checks = [
+            frozenset(group_ids.setdefault(g, len(group_ids)) for g in r.check) for r in indexed
+        ]
+        unit_groups: dict[int, list[int]] = {}
+        for group, gid in group_ids.items():
+            for u in group:
+                unit_groups.setdefault(u, []).append(gid)
+        self._unit_groups = {u: tuple(gids) for u, gids in unit_groups.items()}
+        #: (unit, fields) of rules that are one word: decided without a node call.
+        self._singles: list[tuple[int, tuple[int, ...]] | None] = [
+            (n.single, n.fields) if isinstance(n, _Seq) and n.single >= 0 else None
+            for n in self._nodes_of
+        ]
         self._positional = [r.positional for r in indexed]
         self._index = {u: tuple(dict.fromkeys(ids)) for u, ids in index.items()}
         self._always = tuple(always)
@@ -1416,26 +1439,34 @@ class RuleSet:
         candidates.update(*filter(None, map(self._index.get, present)))
         if not candidates:
             return []
-        # Positions are computed (lazily, per field) for the candidates' words only.
-        needed: set[int] = set()
-        needed.update(*map(self._rule_units_of.__getitem__, candidates))
-        positions = any(map(self._positional.__getitem__, candidates))
-        ctx = _Item(lang, item, fields, frozenset(needed), present, positions)
+        # Those that meet their other requirement groups too, in rule order.
+        met: set[int] = set()
+        met.update(*filter(None, map(self._unit_groups.get, present)))
+        checks = self._checks
+        order = sorted(candidates)
+        order = list(itertools.compress(order, map(met.issuperset, map(checks.__getitem__, order))))
+        if not order:
+            return []
+        # Postings are computed lazily per field, for the units the item has; token
+        # positions only if a candidate has a phrase or NEAR.
+        positions = any(map(self._positional.__getitem__, order))
+        ctx = _Item(lang, item, fields, present, positions)
         out: list[RuleMatch] = []
-        checks, names, nodes = self._checks, self._names, self._nodes_of
-        for i in sorted(candidates):
-            # A candidate must meet its other requirement groups too.
-            check = checks[i]
-            if check is not None:
-                if len(check) == 1:
-                    if check[0].isdisjoint(present):
-                        continue
-                elif not all(not g.isdisjoint(present) for g in check):
-                    continue
+        names, nodes, singles = self._names, self._nodes_of, self._singles
+        unit_spans = ctx.unit_spans
+        for i in order:
+            single = singles[i]
+            if single is not None:
+                # One word (the commonest rule): its spans, shared by every such rule.
+                if single[0] in present:
+                    spans = unit_spans(single[0], single[1])
+                    if spans is not None:
+                        out.append(_rule_match((names[i], spans)))
+                continue
             ctx.rule = names[i]
             spans = nodes[i].spans(ctx)
             if spans is not None:
-                out.append(RuleMatch(names[i], spans))
+                out.append(_rule_match((names[i], spans)))
         return out
 
 
