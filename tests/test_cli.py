@@ -41,7 +41,7 @@ ENV_VARS = ("FEEDWATCH_CONFIG", "FEEDWATCH_DATABASE_URL")
 
 RULES = {"climate": '"climate resolution"', "sudan": "Sudan"}
 
-POLL_KEYS = {"started_at", "elapsed", "exit_status", "totals", "feeds"}
+POLL_KEYS = {"started_at", "elapsed", "exit_status", "totals", "deliveries", "feeds"}
 TOTALS_KEYS = {"feeds", "ok", "not_modified", "failed", "new", "updated", "alerts"}
 FEED_RESULT_KEYS = {
     "feed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import textwrap
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from feedwatch._model import FeedSpec, FetchOptions, RuleSpec
+from feedwatch._model import (
+    DigestSchedule,
+    EmailSettings,
+    FeedSpec,
+    FetchOptions,
+    RuleSpec,
+    WebhookSettings,
+)
 from feedwatch._utils import format_duration, format_size, parse_duration, parse_size, suggest
 from feedwatch.config import (
     DEFAULT_INTERVAL,
@@ -252,25 +260,45 @@ def test_full_config() -> None:
     assert (chat.name, chat.channel) == ("chat", "webhook")
     desk_spec = json.loads(desk.spec_json)
     assert desk.spec_json == json.dumps(desk_spec, sort_keys=True, ensure_ascii=False)
+    # What storage keeps never holds a secret: a fingerprint stands in for it.
+    password_print = "<redacted sha256:" + hashlib.sha256(b"smtp-secret").hexdigest()[:16] + ">"
     assert desk_spec["email"] == {
         "host": "smtp.example.org",
         "port": 465,
         "security": "tls",
         "username": "fw",
-        "password": "smtp-secret",
+        "password": password_print,
         "from": "feedwatch@example.org",
         "to": ["desk@example.org"],
+        "ca_file": None,
+        "timeout": 30.0,
     }
+    assert "smtp-secret" not in desk.spec_json
     assert desk_spec["rules"] == ["ai", "ct"]
     assert desk_spec["schedule"] == "daily 08:00 Europe/Moscow"
     assert desk_spec["webhook"] is None
+    # The settings the senders use carry the real values.
+    assert desk.email == EmailSettings(
+        host="smtp.example.org",
+        port=465,
+        security="tls",
+        sender="feedwatch@example.org",
+        to=("desk@example.org",),
+        username="fw",
+        password="smtp-secret",
+    )
+    assert desk.rules == ("ai", "ct")
+    assert desk.mode == "digest"
+    assert desk.schedule == DigestSchedule("daily", 8, 0, "Europe/Moscow")
     chat_spec = json.loads(chat.spec_json)
     assert chat_spec["rules"] == "all"
-    assert chat_spec["webhook"] == {
-        "url": "https://hooks.example.org/fw",
-        "secret": SECRET,
-        "headers": {"X-Team": "analysis"},
-    }
+    assert chat_spec["webhook"]["secret"].startswith("<redacted sha256:")
+    assert SECRET not in chat.spec_json
+    assert chat_spec["webhook"]["headers"] == {"X-Team": "analysis"}
+    assert chat.rules is None
+    assert chat.webhook == WebhookSettings(
+        url="https://hooks.example.org/fw", secret=SECRET, headers=(("X-Team", "analysis"),)
+    )
 
 
 def test_minimal_config_has_defaults() -> None:

@@ -17,7 +17,13 @@ from urllib.parse import urljoin, urlsplit
 
 import nh3
 
-__all__ = ["html_to_text", "sanitize_html", "strip_control_chars", "text_to_html"]
+__all__ = [
+    "html_to_text",
+    "sanitize_email_html",
+    "sanitize_html",
+    "strip_control_chars",
+    "text_to_html",
+]
 
 # --------------------------------------------------------------------------- control characters
 
@@ -179,6 +185,55 @@ def sanitize_html(html_text: str, base_url: str | None) -> str:
         url_relative=url_relative,
     )
     # Character references such as &#1; can come back as raw controls.
+    return strip_control_chars(cleaned)
+
+
+# For messages feedwatch writes itself (alert emails): structure and emphasis
+# only. No images (no remote loads, no tracking pixels), links http(s) only.
+_EMAIL_TAGS = frozenset(
+    [
+        "a",
+        "blockquote",
+        "br",
+        "code",
+        "div",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "hr",
+        "li",
+        "mark",
+        "p",
+        "small",
+        "strong",
+        "time",
+        "ul",
+    ]
+)
+_EMAIL_ATTRIBUTES: dict[str, frozenset[str]] = {
+    "a": frozenset({"href"}),
+    "time": frozenset({"datetime"}),
+}
+
+
+def sanitize_email_html(html_text: str) -> str:
+    """Return ``html_text`` reduced to a strict allow-list, for HTML we generate ourselves.
+
+    Meant as a last pass over an HTML body that was already built with escaped
+    text: only a few structural tags survive, no images, no styles, no event
+    handlers, and links only with absolute http or https URLs.
+    """
+    cleaned = nh3.clean(
+        strip_control_chars(html_text),
+        tags=_EMAIL_TAGS,
+        clean_content_tags=_CLEAN_CONTENT_TAGS,
+        attributes=_EMAIL_ATTRIBUTES,
+        url_schemes=frozenset({"http", "https"}),
+        link_rel="noopener noreferrer",
+        strip_comments=True,
+        url_relative="deny",
+    )
     return strip_control_chars(cleaned)
 
 

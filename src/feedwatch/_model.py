@@ -268,6 +268,8 @@ class FeedUpdateIntent:
     http_status: int | None = None
     items: tuple[ItemIntent, ...] = ()
     alerts: tuple[AlertIntent, ...] = ()
+    #: Deliveries of the alerts; written only for alerts this commit inserts.
+    deliveries: tuple[DeliveryIntent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +281,8 @@ class CommitResult:
     new_items: int = 0
     updated_items: int = 0
     new_alerts: int = 0
+    #: Delivery rows written or alerts added to a pending digest.
+    new_deliveries: int = 0
 
 
 # --------------------------------------------------------------------------- config -> adapters
@@ -328,10 +332,154 @@ class RuleSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class EmailSettings:
+    """Where and how an email subscriber's messages are sent."""
+
+    host: str
+    port: int
+    #: "starttls", "tls" or "none".
+    security: str
+    #: From address.
+    sender: str
+    #: One or several recipient addresses.
+    to: tuple[str, ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    #: Extra CA bundle (PEM) to trust for this server, for a private CA.
+    ca_file: str | None = None
+    #: Seconds for connecting and for each SMTP command.
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Where a webhook subscriber's payloads are POSTed."""
+
+    url: str
+    #: Standard Webhooks secret (``whsec_`` + base64); None sends unsigned.
+    secret: str | None = field(default=None, repr=False)
+    #: Extra request headers (never feedwatch's own ones).
+    headers: tuple[tuple[str, str], ...] = ()
+    #: Total seconds for one attempt (connect, send, response).
+    timeout: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSchedule:
+    """When digest windows end: every hour, or every day at a local time."""
+
+    #: "hourly" or "daily".
+    every: str
+    hour: int = 0
+    minute: int = 0
+    #: IANA time zone of ``hour:minute``.
+    tz: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriberSpec:
-    """One alert subscriber as configured; ``spec`` is its validated settings as JSON-able data."""
+    """One alert subscriber as configured.
+
+    ``spec_json`` is what storage keeps (secrets replaced by a fingerprint, so a
+    changed secret still counts as a change); the settings carry the real values
+    and never go to the database.
+    """
 
     name: str
     #: "email" or "webhook".
     channel: str
     spec_json: str
+    #: Rule names, or None for all rules.
+    rules: tuple[str, ...] | None = None
+    #: Feed names, or None for every feed.
+    feeds: tuple[str, ...] | None = None
+    #: Feed tags (any of them), or None for no tag filter.
+    tags: tuple[str, ...] | None = None
+    #: "immediate" or "digest".
+    mode: str = "immediate"
+    schedule: DigestSchedule | None = None
+    email: EmailSettings | None = None
+    webhook: WebhookSettings | None = None
+
+
+# --------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryIntent:
+    """Deliver the alert (rule, entry key) of the feed being committed to a subscriber.
+
+    ``windows`` is empty for an immediate delivery; for a digest it holds the
+    window the alert falls in and the ones after it, as (start, end): storage puts
+    the alert in the first of them whose digest has not started sending.
+    """
+
+    subscriber: str
+    rule: str
+    entry_key: str
+    windows: tuple[tuple[datetime, datetime], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertContent:
+    """One alert as a message shows it."""
+
+    alert_id: int
+    rule: str
+    rule_query: str
+    item_id: int
+    #: Item title and plain-text content (the spans point into them).
+    title: str
+    content_text: str
+    #: The item's link (http or https only), if any.
+    link: str | None
+    feed: str
+    #: The feed's title (configured, else from the document), if any.
+    feed_title: str | None
+    published: datetime | None
+    #: When the alert was raised.
+    created_at: datetime
+    spans: tuple[Span, ...] = ()
+    #: Language and tags of the item.
+    language: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """A claimed delivery, ready to render and send."""
+
+    id: int
+    subscriber: str
+    #: "alert" (one alert, immediate) or "digest".
+    kind: str
+    #: Stable across retries: the webhook-id, and the Message-ID's local part.
+    message_id: str
+    #: Attempts already made before this one.
+    attempts: int
+    created_at: datetime
+    alerts: tuple[AlertContent, ...]
+    #: The digest window, for digests.
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+    #: The claim's fence token (record the outcome with it).
+    lease_token: str = ""
+    #: A test message (``feedwatch subscribers test``), never stored.
+    test: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What one send attempt came to."""
+
+    ok: bool
+    #: A failure that retrying cannot fix (SMTP 5xx on the recipients, webhook 410).
+    permanent: bool = False
+    #: The subscriber's endpoint is gone for good (webhook 410): disable the subscriber.
+    disable: bool = False
+    #: Seconds the receiver asked us to wait (Retry-After on 429/503).
+    retry_after: float | None = None
+    #: HTTP status or SMTP reply code, when there was one.
+    code: int | None = None
+    #: One line for people: what happened.
+    detail: str = ""

@@ -222,6 +222,16 @@ def _read(
         app.close()
 
 
+def _listing(ctx: click.Context, read: Callable[[Feedwatch], list[T]]) -> tuple[list[T], datetime]:
+    """Open the app, read a listing and the app's time (for "ago" columns), close."""
+    app = _app(ctx)
+    try:
+        rows: list[T] = _run_storage(lambda: read(app))
+        return rows, app.now()
+    finally:
+        app.close()
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -292,7 +302,8 @@ def poll(ctx: click.Context, names: Sequence[str], as_json: bool) -> None:
         _fail(f"database: {exc}", EXIT_STORAGE)
     finally:
         app.close()
-    status = EXIT_FEEDS_FAILED if summary.failed else EXIT_OK
+    failed_deliveries = summary.deliveries.count("failed")
+    status = EXIT_FEEDS_FAILED if summary.failed or failed_deliveries else EXIT_OK
     if any(r.error_kind == "storage" for r in summary.failed):
         status = EXIT_STORAGE
     if as_json:
@@ -308,6 +319,7 @@ def _poll_json(summary: PollSummary, status: int) -> dict[str, Any]:
         "elapsed": round(summary.elapsed, 3),
         "exit_status": status,
         "totals": summary.totals(),
+        "deliveries": list(summary.deliveries.results),
         "feeds": [
             {
                 "feed": r.feed,
@@ -364,6 +376,18 @@ def _print_poll_table(summary: PollSummary) -> None:
         f"{t['not_modified']} not modified, {t['failed']} failed; "
         f"{_count(t['new'], 'new item')}, {t['updated']} updated, {_count(t['alerts'], 'alert')}"
     )
+    d = summary.deliveries
+    if d.results:
+        console.print(
+            f"{len(d.results)} {'delivery' if len(d.results) == 1 else 'deliveries'}: "
+            f"{d.count('sent')} sent, {d.count('pending')} to retry, {d.count('failed')} failed"
+        )
+        for dr in d.results:
+            if dr.status != "sent":
+                when = f", next try {_iso(dr.next_attempt_at)}" if dr.next_attempt_at else ""
+                line = f"  {dr.subscriber}: delivery {dr.delivery_id} {dr.status}: {dr.detail}"
+                style = "red" if dr.status == "failed" else "yellow"
+                console.print(Text(line + when, style=style))
 
 
 # --------------------------------------------------------------------------- feeds
@@ -376,12 +400,7 @@ def _print_poll_table(summary: PollSummary) -> None:
 @click.pass_context
 def feeds(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
     """Each feed: last poll, status, items, last error."""
-    app = _app(ctx)
-    try:
-        rows = _run_storage(lambda: app.feeds(include_inactive))
-        now = app.now()
-    finally:
-        app.close()
+    rows, now = _listing(ctx, lambda app: app.feeds(include_inactive))
     if as_json:
         _print_json(rows)
         return
@@ -527,12 +546,7 @@ def rules(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
                 f"feedwatch rules {ctx.invoked_subcommand} ... --json"
             )
         return
-    app = _app(ctx)
-    try:
-        rows = _run_storage(lambda: app.rules(include_inactive))
-        now = app.now()
-    finally:
-        app.close()
+    rows, now = _listing(ctx, lambda app: app.rules(include_inactive))
     if as_json:
         _print_json(rows)
         return
@@ -798,3 +812,221 @@ def _print_backtest(result: Backtest) -> None:
         console.print(f"no match in {result.scanned} items; no alert raised")
     else:
         console.print("no stored items to match" + (" in that window" if result.since else ""))
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+@main.group(
+    invoke_without_command=True,
+    subcommand_metavar="[retry] [ARGS]...",
+    short_help="The delivery outbox: pending, sent and failed messages; requeue them.",
+)
+@_common
+@click.option(
+    "--status",
+    "-s",
+    type=click.Choice(["pending", "sent", "failed"]),
+    help="Only deliveries in this state.",
+)
+@click.option("--subscriber", "-S", metavar="NAME", help="Only this subscriber's.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def deliveries(
+    ctx: click.Context, status: str | None, subscriber: str | None, limit: int, as_json: bool
+) -> None:
+    """List deliveries, newest first: state, attempts, next try, last error.
+
+    \b
+    feedwatch deliveries --status failed          what did not arrive, and why
+    feedwatch deliveries retry 12 15              send these again (now)
+    feedwatch deliveries retry --failed           send every failed one again
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    rows, now = _listing(ctx, lambda app: app.deliveries(status, subscriber, limit))
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no deliveries")
+        return
+    console = _console()
+    table = Table()
+    for name, kw in (
+        ("id", {"justify": "right"}),
+        ("subscriber", {"no_wrap": True}),
+        ("what", {"overflow": "fold"}),
+        ("status", {}),
+        ("attempts", {"justify": "right"}),
+        ("when", {}),
+        ("last error", {"overflow": "fold"}),
+    ):
+        table.add_column(name, **kw)
+    styles = {"sent": "green", "pending": "yellow", "failed": "red"}
+    for d in rows:
+        if d.kind == "digest":
+            what = f"digest of {_count(d.alerts, 'alert')} ({', '.join(d.rules)})"
+        else:
+            what = f"{', '.join(d.rules)}: {d.title}"
+        if d.status == "sent":
+            when = f"sent {_ago(d.sent_at, now)}"
+        elif d.status == "pending":
+            when = f"due {_ago(d.next_attempt_at, now)}"
+        else:
+            when = f"failed {_ago(d.last_attempt_at or d.created_at, now)}"
+        error = d.last_error or ""
+        if d.last_code is not None and error:
+            error = f"[{d.last_code}] {error}"
+        table.add_row(
+            str(d.id),
+            d.subscriber,
+            what,
+            Text(d.status, style=styles.get(d.status, "")),
+            str(d.attempts),
+            when,
+            error if d.status != "sent" else "",
+        )
+    console.print(table)
+
+
+@deliveries.command("retry", short_help="Requeue deliveries to be sent again now.")
+@_common
+@click.argument("ids", nargs=-1, type=click.IntRange(min=1))
+@click.option("--failed", "all_failed", is_flag=True, help="Every failed delivery.")
+@click.option("--subscriber", "-S", metavar="NAME", help="With --failed: only this subscriber's.")
+@click.option("--no-send", is_flag=True, help="Only requeue; the next poll or the daemon sends.")
+@click.pass_context
+def deliveries_retry(
+    ctx: click.Context,
+    ids: Sequence[int],
+    all_failed: bool,
+    subscriber: str | None,
+    no_send: bool,
+) -> None:
+    """Requeue the deliveries IDS (or, with --failed, every failed one) and send them.
+
+    The retry schedule starts again; each keeps its message id (webhook-id,
+    Message-ID), so a receiver that did get it can tell. A subscriber disabled
+    by a 410 is enabled again: asking to resend says the receiver is back.
+    Exits 0 when every requeued delivery was sent, 1 otherwise.
+    """
+    if bool(ids) == all_failed:
+        raise click.UsageError("give delivery IDs or --failed (one of the two)")
+    if subscriber is not None and not all_failed:
+        raise click.UsageError("--subscriber goes with --failed")
+    app = _app(ctx)
+    try:
+        requeued, enabled = _run_storage(
+            lambda: app.retry_deliveries(list(ids) or None, subscriber=subscriber)
+        )
+        missing = sorted(set(ids) - set(requeued))
+        for name in enabled:
+            click.echo(f"subscriber {name} enabled again")
+        if missing:
+            click.echo(
+                f"not requeued (no such delivery, or already sent): {', '.join(map(str, missing))}",
+                err=True,
+            )
+        n = len(requeued)
+        click.echo(f"requeued {n} {'delivery' if n == 1 else 'deliveries'}")
+        if no_send or not requeued:
+            sys.exit(EXIT_OK if requeued or not ids else EXIT_FEEDS_FAILED)
+        try:
+            summary = asyncio.run(app.dispatch())
+        except StorageError as exc:
+            _fail(f"database: {exc}", EXIT_STORAGE)
+    finally:
+        app.close()
+    for r in summary.results:
+        line = f"delivery {r.delivery_id} to {r.subscriber}: {r.status}"
+        click.echo(line + (f" ({r.detail})" if r.detail and r.status != "sent" else ""))
+    failed = [r for r in summary.results if r.delivery_id in requeued and r.status != "sent"]
+    sys.exit(EXIT_FEEDS_FAILED if failed or missing else EXIT_OK)
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+@main.group(
+    invoke_without_command=True,
+    subcommand_metavar="[test] [ARGS]...",
+    short_help="The subscribers and their deliveries; send a test message.",
+)
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def subscribers(ctx: click.Context, as_json: bool) -> None:
+    """List the subscribers: channel, mode, state, deliveries pending/sent/failed.
+
+    \b
+    feedwatch subscribers test NAME     send a test message, report what happened
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    rows, now = _listing(ctx, lambda app: app.subscribers())
+    if as_json:
+        _print_json(rows)
+        return
+    if not rows:
+        click.echo("no subscribers configured")
+        return
+    console = _console()
+    table = Table()
+    for name, kw in (
+        ("subscriber", {"no_wrap": True}),
+        ("channel", {}),
+        ("mode", {}),
+        ("state", {"overflow": "fold"}),
+        ("pending", {"justify": "right"}),
+        ("sent", {"justify": "right"}),
+        ("failed", {"justify": "right"}),
+        ("last sent", {}),
+    ):
+        table.add_column(name, **kw)
+    for r in rows:
+        if not r.active:
+            state = Text("removed from config", style="dim")
+        elif r.disabled_at is not None:
+            state = Text(f"disabled {_ago(r.disabled_at, now)}: {r.disabled_reason}", style="red")
+        else:
+            state = Text("active", style="green")
+        table.add_row(
+            r.name,
+            r.channel,
+            r.mode,
+            state,
+            str(r.pending),
+            str(r.sent),
+            str(r.failed),
+            _ago(r.last_sent_at, now),
+        )
+    console.print(table)
+
+
+@subscribers.command("test", short_help="Send a test message to a subscriber.")
+@_common
+@click.argument("name")
+@click.pass_context
+def subscribers_test(ctx: click.Context, name: str) -> None:
+    """Send NAME a clearly marked test message now and report the real outcome.
+
+    Exits 0 when the receiver accepted it (SMTP 250, HTTP 2xx), 1 otherwise (a
+    404 is a failure), 2 when no subscriber has that name. Nothing is stored.
+    """
+    app = _app(ctx)
+    try:
+        result = asyncio.run(app.test_subscriber(name))
+    except KeyError:
+        known = ", ".join(s.name for s in app.config.subscribers) or "none configured"
+        _fail(f"no subscriber named {name!r} (known: {known})", EXIT_CONFIG)
+    finally:
+        app.close()
+    code = f" [{result.code}]" if result.code is not None else ""
+    if result.ok:
+        click.echo(f"test message to {name}: delivered{code}: {result.detail}")
+        sys.exit(EXIT_OK)
+    kind = "permanent failure" if result.permanent else "failed"
+    click.echo(f"test message to {name}: {kind}{code}: {result.detail}", err=True)
+    sys.exit(EXIT_FEEDS_FAILED)

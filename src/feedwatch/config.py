@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import ipaddress
 import json
 import os
@@ -83,7 +84,15 @@ from pydantic import (
     model_validator,
 )
 
-from ._model import FeedSpec, FetchOptions, RuleSpec, SubscriberSpec
+from ._model import (
+    DigestSchedule,
+    EmailSettings,
+    FeedSpec,
+    FetchOptions,
+    RuleSpec,
+    SubscriberSpec,
+    WebhookSettings,
+)
 from ._utils import format_duration, format_size, parse_duration, parse_size, suggest
 from .exceptions import ConfigError, ConfigProblem, RuleSyntaxError
 from .rules import check_query
@@ -671,6 +680,9 @@ class _EmailModel(_Model):
     password: str | None = None
     from_: _Address = Field(alias="from")
     to: Annotated[list[_Address], Field(min_length=1)]
+    #: An extra CA bundle (PEM) to trust, for a server with a private CA.
+    ca_file: _Text | None = None
+    timeout: _Duration = 30.0
 
     @model_validator(mode="after")
     def _complete(self) -> _EmailModel:
@@ -686,6 +698,7 @@ class _WebhookModel(_Model):
     #: Standard Webhooks secret (``whsec_`` + base64); None or "" sends unsigned.
     secret: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    timeout: _Duration = 15.0
 
     @field_validator("secret")
     @classmethod
@@ -1056,16 +1069,7 @@ def _build(model: _ConfigModel, file: str | None, database_url: str) -> Config:
         for f in model.feeds
     )
     rules = tuple(RuleSpec(name=r.name, query=r.query) for r in model.rules)
-    subscribers = tuple(
-        SubscriberSpec(
-            name=s.name,
-            channel="email" if s.email is not None else "webhook",
-            spec_json=json.dumps(
-                s.model_dump(mode="json", by_alias=True), sort_keys=True, ensure_ascii=False
-            ),
-        )
-        for s in model.subscribers
-    )
+    subscribers = tuple(_subscriber(s) for s in model.subscribers)
     return Config(
         file=file,
         database_url=database_url,
@@ -1075,6 +1079,62 @@ def _build(model: _ConfigModel, file: str | None, database_url: str) -> Config:
         rules=rules,
         subscribers=subscribers,
     )
+
+
+def _subscriber(model: _SubscriberModel) -> SubscriberSpec:
+    data = model.model_dump(mode="json", by_alias=True)
+    # Storage keeps the settings to notice changes, but never a secret: a
+    # fingerprint stands in for it (a new password is still a change).
+    for channel, key in (("email", "password"), ("webhook", "secret")):
+        section = data.get(channel)
+        if isinstance(section, dict) and section.get(key):
+            digest = hashlib.sha256(str(section[key]).encode()).hexdigest()[:16]
+            section[key] = f"<redacted sha256:{digest}>"
+    email = webhook = None
+    if model.email is not None:
+        e = model.email
+        assert e.port is not None  # filled in by the model
+        email = EmailSettings(
+            host=e.host,
+            port=e.port,
+            security=e.security,
+            sender=e.from_,
+            to=tuple(e.to),
+            username=e.username,
+            password=e.password,
+            ca_file=e.ca_file,
+            timeout=e.timeout,
+        )
+    if model.webhook is not None:
+        w = model.webhook
+        webhook = WebhookSettings(
+            url=w.url,
+            secret=w.secret or None,
+            headers=tuple(w.headers.items()),
+            timeout=w.timeout,
+        )
+    return SubscriberSpec(
+        name=model.name,
+        channel="email" if email is not None else "webhook",
+        spec_json=json.dumps(data, sort_keys=True, ensure_ascii=False),
+        rules=None if model.rules == "all" else tuple(model.rules),
+        feeds=None if model.feeds is None else tuple(model.feeds),
+        tags=None if model.tags is None else tuple(model.tags),
+        mode=model.mode,
+        schedule=None if model.schedule is None else parse_schedule(model.schedule),
+        email=email,
+        webhook=webhook,
+    )
+
+
+def parse_schedule(text: str) -> DigestSchedule:
+    """``hourly`` or ``daily HH:MM [Area/City]`` (already validated) as a record."""
+    m = _SCHEDULE.match(text)
+    if m is None:
+        raise ValueError(f"invalid schedule {text!r}: {_SCHEDULE_HINT}")
+    if m["hh"] is None:
+        return DigestSchedule("hourly")
+    return DigestSchedule("daily", int(m["hh"]), int(m["mm"]), m["tz"] or "UTC")
 
 
 # ------------------------------------------------------------------ helpers

@@ -13,11 +13,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from ._model import MatchInput, ParsedFeed, RuleMatch, RuleSpec
+from ._model import MatchInput, ParsedFeed, RuleMatch, RuleSpec, SendResult
 from .config import Config
+from .dispatch import Dispatcher, DispatchSummary, Sender
+from .email_out import SmtpSender
 from .exceptions import ConfigError, ConfigProblem
-from .fetch import Fetcher, HttpFetcher
+from .fetch import Fetcher, HttpFetcher, WebhookClient
 from .parse import parse_document
 from .pipeline import Pipeline
 from .rules import Matcher, check_query, compile_rules
@@ -26,6 +29,7 @@ from .storage.sql import open_storage
 from .types import (
     Backtest,
     BacktestMatch,
+    DeliveryStatus,
     FeedStatus,
     ItemForMatching,
     MatchedSpan,
@@ -34,7 +38,9 @@ from .types import (
     RuleTrial,
     StoredAlert,
     StoredItem,
+    SubscriberStatus,
 )
+from .webhook import WebhookSender
 
 #: The window of :attr:`RuleStatus.alerts_7d`.
 RECENT_ALERTS = timedelta(days=7)
@@ -69,6 +75,28 @@ class _ThreadParser:
             return await asyncio.to_thread(parse_document, content, url=url, headers=headers)
 
 
+class Channels(Protocol):
+    """The senders of every channel, and what they hold open."""
+
+    senders: Mapping[str, Sender]
+
+    async def aclose(self) -> None: ...
+
+
+class _RealChannels:
+    """SMTP and webhooks; webhooks share the feed fetcher's SSRF guard and allow-list."""
+
+    def __init__(self, config: Config) -> None:
+        self._client = WebhookClient(config.fetch)
+        self.senders: Mapping[str, Sender] = {
+            "email": SmtpSender(),
+            "webhook": WebhookSender(self._client, user_agent=config.fetch.user_agent),
+        }
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
 @dataclass(frozen=True, slots=True)
 class PollSummary:
     """The outcome of one ``poll``: per-feed results and totals."""
@@ -77,6 +105,8 @@ class PollSummary:
     started_at: datetime
     elapsed: float
     sync: Mapping[str, SyncReport] = field(default_factory=dict)
+    #: The deliveries attempted after polling.
+    deliveries: DispatchSummary = field(default_factory=DispatchSummary)
 
     @property
     def failed(self) -> tuple[PollResult, ...]:
@@ -103,12 +133,14 @@ class Feedwatch:
         storage: StorageType,
         *,
         fetcher_factory: Callable[[], Fetcher],
+        channels_factory: Callable[[], Channels] | None = None,
         clock: Clock = _utcnow,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.config = config
         self.storage = storage
         self._fetcher_factory = fetcher_factory
+        self._channels_factory = channels_factory or (lambda: _RealChannels(config))
         self._clock = clock
         self._rand = rand
         self._matcher: Matcher = compile_rules(config.rules)
@@ -153,12 +185,64 @@ class Feedwatch:
                 _ThreadParser(),
                 clock=self._clock,
                 rand=self._rand,
+                subscribers=self.config.subscribers,
             )
             results = await pipeline.poll(feeds, on_result)
         finally:
             await fetcher.aclose()
+        deliveries = await self.dispatch(synced=True)
         elapsed = (self._clock() - started_at).total_seconds()
-        return PollSummary(tuple(results), started_at, elapsed, sync)
+        return PollSummary(tuple(results), started_at, elapsed, sync, deliveries)
+
+    async def dispatch(self, *, synced: bool = False) -> DispatchSummary:
+        """Send every delivery that is due now, once each; retries wait for their time."""
+        if not synced:
+            self.sync()
+        channels = self._channels_factory()
+        try:
+            return await self._dispatcher(channels).dispatch_due()
+        finally:
+            await channels.aclose()
+
+    async def test_subscriber(self, name: str) -> SendResult:
+        """Send a clearly marked test message to ``name`` and say what really happened.
+
+        Raises:
+            KeyError: no subscriber of that name is configured.
+        """
+        if name not in {s.name for s in self.config.subscribers}:
+            raise KeyError(name)
+        channels = self._channels_factory()
+        try:
+            return await self._dispatcher(channels).send_test(name)
+        finally:
+            await channels.aclose()
+
+    def _dispatcher(self, channels: Channels) -> Dispatcher:
+        return Dispatcher(
+            self.storage,
+            self.config.subscribers,
+            channels.senders,
+            clock=self._clock,
+            rand=self._rand,
+        )
+
+    def deliveries(
+        self, status: str | None = None, subscriber: str | None = None, limit: int | None = None
+    ) -> list[DeliveryStatus]:
+        self.storage.migrate()
+        return self.storage.list_deliveries(status, subscriber, limit)
+
+    def retry_deliveries(
+        self, ids: Sequence[int] | None = None, *, subscriber: str | None = None
+    ) -> tuple[list[int], list[str]]:
+        """Requeue the given deliveries, or every failed one; see StorageType.retry_deliveries."""
+        self.storage.migrate()
+        return self.storage.retry_deliveries(self._clock(), ids, subscriber=subscriber)
+
+    def subscribers(self) -> list[SubscriberStatus]:
+        self.sync()
+        return self.storage.list_subscribers()
 
     def feeds(self, include_inactive: bool = False) -> list[FeedStatus]:
         self.storage.migrate()
@@ -330,6 +414,7 @@ def make_app(
     *,
     storage: StorageType | None = None,
     fetcher_factory: Callable[[], Fetcher] | None = None,
+    channels_factory: Callable[[], Channels] | None = None,
     clock: Clock | None = None,
     rand: Callable[[], float] | None = None,
 ) -> Feedwatch:
@@ -338,6 +423,7 @@ def make_app(
         config,
         storage if storage is not None else open_storage(config.database_url),
         fetcher_factory=fetcher_factory or (lambda: HttpFetcher(config.fetch)),
+        channels_factory=channels_factory,
         clock=clock or _utcnow,
         rand=rand or random.random,
     )

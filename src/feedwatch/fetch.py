@@ -1,4 +1,7 @@
-"""Fetch feed documents over HTTP(S), safely: the only module that uses httpx for feeds.
+"""Fetch feed documents over HTTP(S), safely: the only module that uses httpx.
+
+``WebhookClient`` (end of the module) POSTs webhook payloads through the same
+SSRF guard; ``feedwatch.webhook`` builds, signs and judges them.
 
 What it does:
 
@@ -56,8 +59,8 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self, TypeAlias, TypeVar
@@ -75,6 +78,8 @@ __all__ = [
     "Fetcher",
     "HttpFetcher",
     "Resolver",
+    "WebhookClient",
+    "WebhookResponse",
     "parse_retry_after",
     "resolve_host",
 ]
@@ -123,7 +128,30 @@ class Fetcher(Protocol):
 # --------------------------------------------------------------------------- fetcher
 
 
-class HttpFetcher:
+class _ClientOwner:
+    """Owns an ``httpx.AsyncClient``: ``aclose()`` and ``async with`` close its pool."""
+
+    _client: httpx.AsyncClient
+    _closed: bool
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._closed = True
+        await self._client.aclose()
+
+
+class HttpFetcher(_ClientOwner):
     """The real :class:`Fetcher`: httpx over a guarded connection pool.
 
     Args:
@@ -169,22 +197,6 @@ class HttpFetcher:
         # which is bounded by the feeds configured and their redirect targets.
         self._per_host: dict[str, asyncio.Semaphore] = {}
         self._closed = False
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the connection pool. Idempotent."""
-        self._closed = True
-        await self._client.aclose()
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -1019,3 +1031,162 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             http2=False,
             network_backend=backend,
         )
+
+
+# --------------------------------------------------------------------------- webhooks
+
+#: The most of a webhook receiver's response body that is read (the rest is dropped).
+WEBHOOK_MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    """What a webhook receiver answered to one POST."""
+
+    #: HTTP status.
+    status: int
+    #: Response headers, lower-case names (the last value wins for repeats);
+    #: a redirect's ``location`` is kept (it is never followed).
+    headers: dict[str, str]
+    #: At most :data:`WEBHOOK_MAX_BODY` bytes of the body, as sent (not decoded).
+    body: bytes
+
+
+class WebhookClient(_ClientOwner):
+    """POST webhook payloads through the same SSRF guard as feed fetches.
+
+    One ``httpx.AsyncClient`` on the guarded transport (every resolved address
+    checked against the forbidden ranges, ``options.allow_networks`` let
+    through), no proxies or netrc (``trust_env=False``), no cookies, and no
+    redirects followed: a 3xx is returned to the caller as it came.
+
+    What it does NOT do: build payloads, sign them, classify statuses or retry
+    (``feedwatch.webhook``). Like :class:`HttpFetcher` it needs an asyncio event
+    loop and must stay on one loop.
+
+    Args:
+        options: the fetch policy (``allow_networks``, ``user_agent``, ``concurrency``).
+        transport: replaces the guarded default transport (tests only: this
+            also removes the SSRF guard).
+        resolver: resolves host names for the SSRF guard (default
+            :func:`resolve_host`, the system resolver).
+
+    Raises:
+        ConfigError: ``options`` holds an invalid network or a limit below 1.
+    """
+
+    def __init__(
+        self,
+        options: FetchOptions,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
+        _check_limits(options)
+        self._options = options
+        if transport is None:
+            guard = _AddressGuard(_parse_networks(options.allow_networks))
+            transport = _GuardedTransport(
+                _GuardedBackend(guard, resolver or resolve_host),
+                max_keepalive=options.concurrency,
+            )
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+            cookies=_no_cookies(),
+            headers={
+                "User-Agent": options.user_agent,
+                # The body is only read for a short excerpt: no decoding wanted.
+                "Accept-Encoding": "identity",
+            },
+            # Keeps httpx from judging (and raising on) a Location we never follow.
+            event_hooks={"response": [_hide_location]},
+        )
+        self._closed = False
+
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        timeout: float,  # noqa: ASYNC109 (a total deadline, enforced with asyncio.timeout)
+    ) -> WebhookResponse:
+        """POST ``body`` to ``url`` and return the answer, whatever its status.
+
+        ``timeout`` bounds the whole exchange: resolving, connecting, sending
+        and reading the response (up to :data:`WEBHOOK_MAX_BODY`).
+
+        Raises:
+            FetchError: the URL is not http(s) (INVALID_URL), a header value
+                holds control characters (INTERNAL), the guard refused the
+                address (BLOCKED), the deadline passed (TIMEOUT), or the
+                connection failed (CONNECTION, TLS); ``url`` is set.
+            ValueError: ``timeout`` is not positive.
+            RuntimeError: the client is closed (a programming error).
+        """
+        if self._closed:
+            raise RuntimeError("WebhookClient is closed")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        target = _check_start_url(url)
+        encoded = _webhook_headers(url, headers)
+        # This attempt's limits (also what _classify's messages quote).
+        limits = replace(
+            self._options,
+            timeout=timeout,
+            connect_timeout=min(timeout, self._options.connect_timeout),
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                request = self._client.build_request(
+                    "POST",
+                    target,
+                    content=body,
+                    headers=encoded,
+                    timeout=httpx.Timeout(timeout, connect=limits.connect_timeout),
+                )
+                response = await self._client.send(request, stream=True)
+                try:
+                    content = await _read_some(response, WEBHOOK_MAX_BODY)
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            msg = f"timed out after {_seconds(timeout)}"
+            raise FetchError(ErrorKind.TIMEOUT, msg, url=url) from exc
+        except FetchError as exc:
+            if exc.url is None:  # raised below the client, which knows no URL
+                exc.url = url
+            raise
+        except _TRANSLATED as exc:
+            kind, msg = _classify(exc, limits)
+            raise FetchError(kind, msg, url=url) from exc
+        found = _header_dict(response.headers)
+        location = found.pop(_LOCATION, None)
+        if location is not None:
+            found["location"] = location
+        return WebhookResponse(status=response.status_code, headers=found, body=content)
+
+
+def _webhook_headers(url: str, headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """Encode request headers; CR, LF or NUL in a value would corrupt the request."""
+    encoded: list[tuple[bytes, bytes]] = []
+    for name, value in headers.items():
+        if _sendable(value) is None and value:
+            msg = f"header {name!r}: value holds control characters"
+            raise FetchError(ErrorKind.INTERNAL, msg, url=url)
+        encoded.append((_encode(name), _encode(value)))
+    return encoded
+
+
+async def _read_some(response: httpx.Response, limit: int) -> bytes:
+    """Read at most ``limit`` bytes of the raw body, then stop reading."""
+    if response.is_stream_consumed:  # built with content= (httpx.MockTransport)
+        return response.content[:limit]
+    body = bytearray()
+    async for chunk in response.aiter_raw():
+        body += chunk
+        if len(body) >= limit:
+            break
+    return bytes(body[:limit])

@@ -10,7 +10,8 @@ does not know which fetcher, parser runner or database it talks to::
     | stored         storage.entries_for_update
     | decide         pure: new / updated items, next poll time
     | match          pure: Matcher over new and updated items -> alerts
-    | commit         storage.commit_feed: feed state + items + alerts, ONE transaction
+    | plan           pure: which subscribers get which alert (outbox.plan_deliveries)
+    | commit         storage.commit_feed: feed state + items + alerts + deliveries, ONE transaction
 
 One failing feed yields an error result and never stops the others; every
 error is recorded on its feed with its kind. Nothing holds a transaction
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from . import _failpoints as failpoints
 from ._logging import event, get_logger
 from ._model import (
     AlertIntent,
@@ -36,11 +38,13 @@ from ._model import (
     MatchInput,
     ParsedFeed,
     PollStatus,
+    SubscriberSpec,
 )
 from .decide import decide_items, next_poll_at
 from .exceptions import ErrorKind, FeedError, FetchError, ParseError, StorageError
 from .fetch import Fetcher
 from .normalise import normalise_entries
+from .outbox import plan_deliveries
 from .rules import Matcher
 from .storage.base import StorageType
 from .types import PollResult
@@ -65,7 +69,9 @@ class Pipeline:
         *,
         clock: Clock,
         rand: Callable[[], float],
+        subscribers: Sequence[SubscriberSpec] = (),
     ) -> None:
+        self._subscribers = tuple(subscribers)
         self._storage = storage
         self._fetcher = fetcher
         self._matcher = matcher
@@ -150,8 +156,13 @@ class Pipeline:
                 http_status=fetched.status,
                 items=tuple(intents),
                 alerts=tuple(alerts),
+                deliveries=plan_deliveries(
+                    self._subscribers, feed.name, feed.tags, alerts, polled_at
+                ),
             )
         )
+        if committed.new_deliveries:
+            failpoints.hit("after-commit")
         return PollResult(
             feed=feed.name,
             url=feed.url,

@@ -186,3 +186,47 @@ class Backtest:
     per_feed: tuple[tuple[str, int], ...]
     #: The first matches, newest first (at most the limit asked for).
     matches: tuple[BacktestMatch, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    """One outbox row, for ``feedwatch deliveries``."""
+
+    id: int
+    subscriber: str
+    #: "alert" or "digest".
+    kind: str
+    #: "pending", "sent" or "failed".
+    status: str
+    attempts: int
+    message_id: str
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    sent_at: datetime | None
+    last_code: int | None
+    last_error: str | None
+    #: Rule names of the alerts in it (one for an immediate delivery).
+    rules: tuple[str, ...]
+    #: Title of its (first) item.
+    title: str
+    #: Number of alerts in it.
+    alerts: int
+    window_start: datetime | None = None
+    window_end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStatus:
+    """A subscriber with its delivery counts, for ``feedwatch subscribers``."""
+
+    name: str
+    channel: str
+    mode: str
+    active: bool
+    disabled_at: datetime | None
+    disabled_reason: str | None
+    pending: int
+    sent: int
+    failed: int
+    last_sent_at: datetime | None

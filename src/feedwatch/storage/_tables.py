@@ -27,6 +27,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -198,6 +199,63 @@ class SubscriberRow(_Table, table=True):
     active: bool = _col(Boolean, nullable=False)
     created_at: datetime = _col(UTCDateTime, nullable=False)
     updated_at: datetime = _col(UTCDateTime, nullable=False)
+    #: Set when a receiver said it is gone (webhook 410); a config change clears it.
+    disabled_at: datetime | None = _col(UTCDateTime)
+    disabled_reason: str | None = _col(Text)
+
+
+class DeliveryRow(_Table, table=True):
+    """The outbox: one message to one subscriber, written in the poll's transaction.
+
+    Unique per (subscriber, alert) for immediate deliveries and per (subscriber,
+    window) for digests. The row is also the lease while a dispatcher sends it.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "alert_id"),
+        UniqueConstraint("subscriber_id", "window_start"),
+        Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = _col(Integer, ForeignKey("subscribers.id"), nullable=False)
+    #: "alert" (immediate, one alert) or "digest".
+    kind: str = _col(String(16), nullable=False)
+    #: The alert of an immediate delivery (None for digests).
+    alert_id: int | None = _col(Integer, ForeignKey("alerts.id"))
+    window_start: datetime | None = _col(UTCDateTime)
+    window_end: datetime | None = _col(UTCDateTime)
+    #: Stable across retries: webhook-id and Message-ID.
+    message_id: str = _col(String(64), nullable=False, unique=True)
+    #: "pending", "sent" or "failed".
+    status: str = _col(String(16), nullable=False)
+    #: Attempts made (failed ones, plus the successful one).
+    attempts: int = _col(Integer, nullable=False)
+    #: When it is due (also the lease expiry while claimed).
+    next_attempt_at: datetime = _col(UTCDateTime, nullable=False)
+    created_at: datetime = _col(UTCDateTime, nullable=False)
+    updated_at: datetime = _col(UTCDateTime, nullable=False)
+    last_attempt_at: datetime | None = _col(UTCDateTime)
+    sent_at: datetime | None = _col(UTCDateTime)
+    #: A digest's content is fixed once it was first claimed; later alerts go to the next window.
+    sealed: bool = _col(Boolean, nullable=False)
+    #: HTTP status or SMTP code of the last attempt.
+    last_code: int | None = _col(Integer)
+    last_error: str | None = _col(Text)
+    lease_owner: str | None = _col(String(200))
+
+
+class DeliveryAlertRow(_Table, table=True):
+    """An alert in a digest delivery; an alert goes to one digest of a subscriber."""
+
+    __tablename__ = "delivery_alerts"
+    __table_args__ = (UniqueConstraint("subscriber_id", "alert_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = _col(Integer, ForeignKey("deliveries.id"), nullable=False, index=True)
+    subscriber_id: int = _col(Integer, ForeignKey("subscribers.id"), nullable=False)
+    alert_id: int = _col(Integer, ForeignKey("alerts.id"), nullable=False)
 
 
 FEEDS: Table = metadata.tables["feeds"]
@@ -205,15 +263,21 @@ ITEMS: Table = metadata.tables["items"]
 RULES: Table = metadata.tables["rules"]
 ALERTS: Table = metadata.tables["alerts"]
 SUBSCRIBERS: Table = metadata.tables["subscribers"]
+DELIVERIES: Table = metadata.tables["deliveries"]
+DELIVERY_ALERTS: Table = metadata.tables["delivery_alerts"]
 
 __all__ = [
     "ALERTS",
+    "DELIVERIES",
+    "DELIVERY_ALERTS",
     "FEEDS",
     "ITEMS",
     "NAMING_CONVENTION",
     "RULES",
     "SUBSCRIBERS",
     "AlertRow",
+    "DeliveryAlertRow",
+    "DeliveryRow",
     "FeedRow",
     "ItemRow",
     "RuleRow",

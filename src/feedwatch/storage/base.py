@@ -14,6 +14,7 @@ from typing import Protocol
 
 from .._model import (
     CommitResult,
+    DeliveryJob,
     EntryForUpdate,
     FeedForUpdate,
     FeedSpec,
@@ -21,7 +22,15 @@ from .._model import (
     RuleSpec,
     SubscriberSpec,
 )
-from ..types import FeedStatus, ItemForMatching, RuleStatus, StoredAlert, StoredItem
+from ..types import (
+    DeliveryStatus,
+    FeedStatus,
+    ItemForMatching,
+    RuleStatus,
+    StoredAlert,
+    StoredItem,
+    SubscriberStatus,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +134,58 @@ class StorageType(Protocol):
         be missed or (if their ``sort_at`` moved) seen twice. Items of feeds removed
         from the configuration are included. Nothing is written.
         """
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim_due_deliveries(
+        self, now: datetime, limit: int, lease_seconds: float, token: str
+    ) -> list[DeliveryJob]:
+        """Claim up to ``limit`` pending deliveries due at ``now`` (active, enabled
+        subscribers), oldest due first, with the alerts they carry.
+
+        Leases them to ``token`` until ``now + lease_seconds`` (``FOR UPDATE SKIP
+        LOCKED`` on PostgreSQL) and seals digests: alerts committed later go to
+        the next window. A delivery whose lease ran out is claimable again.
+        """
+
+    def record_delivery(
+        self,
+        delivery_id: int,
+        token: str,
+        *,
+        status: str,
+        now: datetime,
+        next_attempt_at: datetime | None,
+        code: int | None,
+        error: str,
+        disable_reason: str | None = None,
+    ) -> bool:
+        """Record one attempt ("sent", "pending" with ``next_attempt_at``, or "failed"),
+        fenced on the claim: False (nothing written) if ``token`` no longer holds it.
+
+        ``disable_reason`` disables the delivery's subscriber and fails its other
+        pending deliveries with that reason.
+        """
+
+    def list_deliveries(
+        self,
+        status: str | None = None,
+        subscriber: str | None = None,
+        limit: int | None = None,
+    ) -> list[DeliveryStatus]:
+        """Deliveries, newest first, optionally filtered by status and subscriber name."""
+
+    def retry_deliveries(
+        self,
+        now: datetime,
+        ids: Sequence[int] | None = None,
+        *,
+        subscriber: str | None = None,
+    ) -> tuple[list[int], list[str]]:
+        """Requeue deliveries (due now, attempts reset): the given ids that are not
+        sent, or else every failed one (of ``subscriber`` if given). Re-enables
+        their disabled subscribers. Returns (requeued ids, re-enabled subscribers).
+        """
+
+    def list_subscribers(self) -> list[SubscriberStatus]:
+        """Every stored subscriber with its delivery counts, by name."""

@@ -23,12 +23,14 @@ Schema: ``_tables.py``. A programming error (such as a naive datetime) raises
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -61,7 +63,10 @@ from sqlalchemy.sql.dml import Insert
 
 from .. import __version__
 from .._model import (
+    AlertContent,
     CommitResult,
+    DeliveryIntent,
+    DeliveryJob,
     EntryForUpdate,
     FeedForUpdate,
     FeedSpec,
@@ -71,18 +76,30 @@ from .._model import (
     ItemIntent,
     PollStatus,
     RuleSpec,
+    Span,
     SubscriberSpec,
 )
 from ..exceptions import StorageError
 from ..types import (
+    DeliveryStatus,
     FeedStatus,
     ItemForMatching,
     RuleStatus,
     StoredAlert,
     StoredItem,
     StoredSpan,
+    SubscriberStatus,
 )
-from ._tables import ALERTS, FEEDS, ITEMS, RULES, SUBSCRIBERS, UTCDateTime
+from ._tables import (
+    ALERTS,
+    DELIVERIES,
+    DELIVERY_ALERTS,
+    FEEDS,
+    ITEMS,
+    RULES,
+    SUBSCRIBERS,
+    UTCDateTime,
+)
 from .base import StorageType, SyncReport
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT", "SqlStorage", "alembic_config", "open_storage"]
@@ -244,6 +261,12 @@ class SqlStorage(StorageType):
         def touched(changed: Mapping[str, Any]) -> dict[str, Any]:
             return {"updated_at": now}
 
+        def subscriber_extra(changed: Mapping[str, Any]) -> dict[str, Any]:
+            # New settings (say, a new webhook URL after a 410) deserve a new try.
+            if "spec" in changed:
+                return {"updated_at": now, "disabled_at": None, "disabled_reason": None}
+            return {"updated_at": now}
+
         with self._transaction("configuration sync", write=True) as conn:
             self._pg_lock(conn, _PG_LOCK_SYNC)
             return {
@@ -273,7 +296,7 @@ class SqlStorage(StorageType):
                     subscriber_values,
                     rename_by=None,
                     new_row={"created_at": now, "updated_at": now},
-                    extra=touched,
+                    extra=subscriber_extra,
                 ),
             }
 
@@ -357,10 +380,15 @@ class SqlStorage(StorageType):
                     raise _LeaseLost
                 new_ids, updated = self._write_items(conn, intent)
                 alerts = self._write_alerts(conn, intent, new_ids)
+                deliveries = self._write_deliveries(conn, intent, alerts)
         except _LeaseLost:
             return CommitResult(written=False)
         return CommitResult(
-            written=True, new_items=len(new_ids), updated_items=updated, new_alerts=alerts
+            written=True,
+            new_items=len(new_ids),
+            updated_items=updated,
+            new_alerts=len(alerts),
+            new_deliveries=deliveries,
         )
 
     # ------------------------------------------------------------------ reading
@@ -694,11 +722,12 @@ class SqlStorage(StorageType):
 
     def _write_alerts(
         self, conn: Connection, intent: FeedUpdateIntent, new_ids: Mapping[str, int]
-    ) -> int:
+    ) -> dict[tuple[str, str], int]:
         """Insert the alerts; those naming an unknown or inactive rule, or an entry
-        key this feed does not have, are skipped. Returns how many were inserted."""
+        key this feed does not have, are skipped. Returns the ids of those really
+        inserted, by (rule name, entry key)."""
         if not intent.alerts:
-            return 0
+            return {}
         rule_ids: dict[str, int] = {}
         for chunk in _chunks(dict.fromkeys(alert.rule for alert in intent.alerts)):
             rule_query = select(RULES.c.id, RULES.c.name).where(
@@ -731,11 +760,449 @@ class SqlStorage(StorageType):
                 },
             )
         if not rows:
-            return 0
+            return {}
         statement = self._insert_ignoring_duplicates(ALERTS, ["rule_id", "item_id"]).returning(
-            ALERTS.c.id
+            ALERTS.c.id, ALERTS.c.rule_id, ALERTS.c.item_id
         )
-        return len(list(conn.execute(statement, list(rows.values()))))
+        rule_names = {rule_id: name for name, rule_id in rule_ids.items()}
+        entry_keys = {item_id: key for key, item_id in item_ids.items()}
+        return {
+            (rule_names[row.rule_id], entry_keys[row.item_id]): row.id
+            for row in conn.execute(statement, list(rows.values()))
+        }
+
+    def _write_deliveries(
+        self,
+        conn: Connection,
+        intent: FeedUpdateIntent,
+        inserted: Mapping[tuple[str, str], int],
+    ) -> int:
+        """Write the outbox rows of the alerts this commit inserted (same transaction).
+
+        Immediate deliveries are unique per (subscriber, alert). A digest alert
+        goes into the first offered window whose digest has not been claimed yet
+        (a claimed digest is sealed), and an alert is in at most one digest of a
+        subscriber. Deliveries to a disabled subscriber are written as failed, with
+        the reason, so that nothing vanishes and ``deliveries retry`` can resend them.
+        """
+        wanted = [d for d in intent.deliveries if (d.rule, d.entry_key) in inserted]
+        if not wanted:
+            return 0
+        now = intent.polled_at
+        subscribers: dict[str, _Row] = {}
+        for chunk in _chunks(dict.fromkeys(d.subscriber for d in wanted)):
+            query = select(
+                SUBSCRIBERS.c.id,
+                SUBSCRIBERS.c.name,
+                SUBSCRIBERS.c.disabled_at,
+                SUBSCRIBERS.c.disabled_reason,
+            ).where(SUBSCRIBERS.c.active.is_(True), SUBSCRIBERS.c.name.in_(chunk))
+            subscribers.update((row.name, row) for row in conn.execute(query))
+        written = 0
+        immediate: list[dict[str, Any]] = []
+        for d in wanted:
+            sub = subscribers.get(d.subscriber)
+            if sub is None:
+                continue
+            alert_id = inserted[(d.rule, d.entry_key)]
+            if d.windows and sub.disabled_at is None:
+                written += self._add_to_digest(conn, sub.id, alert_id, d, now)
+                continue
+            row = _new_delivery(sub.id, "alert", now) | {"alert_id": alert_id}
+            if sub.disabled_at is not None:
+                row |= {
+                    "status": "failed",
+                    "last_error": f"not sent: subscriber disabled ({sub.disabled_reason})",
+                }
+            immediate.append(row)
+        if immediate:
+            statement = self._insert_ignoring_duplicates(
+                DELIVERIES, ["subscriber_id", "alert_id"]
+            ).returning(DELIVERIES.c.id)
+            written += len(list(conn.execute(statement, immediate)))
+        return written
+
+    def _add_to_digest(
+        self, conn: Connection, subscriber_id: int, alert_id: int, d: DeliveryIntent, now: datetime
+    ) -> int:
+        for start, end in d.windows:
+            _require_aware(start, "window start")
+            _require_aware(end, "window end")
+            conn.execute(
+                self._insert_ignoring_duplicates(DELIVERIES, ["subscriber_id", "window_start"]),
+                _new_delivery(subscriber_id, "digest", now)
+                | {"window_start": start, "window_end": end, "next_attempt_at": end},
+            )
+            row = conn.execute(
+                select(DELIVERIES.c.id, DELIVERIES.c.sealed, DELIVERIES.c.status)
+                .where(
+                    DELIVERIES.c.subscriber_id == subscriber_id,
+                    DELIVERIES.c.window_start == start,
+                )
+                # PostgreSQL: wait for a dispatcher claiming it right now, then see it sealed.
+                .with_for_update()
+            ).one()
+            if row.sealed or row.status != "pending":
+                continue
+            inserted = conn.execute(
+                self._insert_ignoring_duplicates(
+                    DELIVERY_ALERTS, ["subscriber_id", "alert_id"]
+                ).returning(DELIVERY_ALERTS.c.id),
+                {"delivery_id": row.id, "subscriber_id": subscriber_id, "alert_id": alert_id},
+            )
+            return len(list(inserted))
+        # Every offered window has started sending (a dispatcher far ahead of this
+        # poll's clock): deliver the alert on its own rather than lose it.
+        result = conn.execute(
+            self._insert_ignoring_duplicates(DELIVERIES, ["subscriber_id", "alert_id"]).returning(
+                DELIVERIES.c.id
+            ),
+            _new_delivery(subscriber_id, "alert", now) | {"alert_id": alert_id},
+        )
+        return len(list(result))
+
+    # ------------------------------------------------------------------ delivery
+
+    def claim_due_deliveries(
+        self, now: datetime, limit: int, lease_seconds: float, token: str
+    ) -> list[DeliveryJob]:
+        _require_aware(now, "now")
+        if limit <= 0:
+            return []
+        until = now + timedelta(seconds=lease_seconds)
+        due = (
+            select(DELIVERIES.c.id)
+            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+            .where(
+                DELIVERIES.c.status == "pending",
+                DELIVERIES.c.next_attempt_at <= now,
+                SUBSCRIBERS.c.active.is_(True),
+                SUBSCRIBERS.c.disabled_at.is_(None),
+            )
+            .order_by(DELIVERIES.c.next_attempt_at, DELIVERIES.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=DELIVERIES)
+        )
+        with self._transaction("claiming due deliveries", write=True) as conn:
+            ids = list(conn.scalars(due))
+            if not ids:
+                return []
+            rows = list(
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(DELIVERIES.c.id.in_(ids))
+                    .values(next_attempt_at=until, lease_owner=token, sealed=True, updated_at=now)
+                    .returning(
+                        DELIVERIES.c.id,
+                        DELIVERIES.c.subscriber_id,
+                        DELIVERIES.c.kind,
+                        DELIVERIES.c.alert_id,
+                        DELIVERIES.c.message_id,
+                        DELIVERIES.c.attempts,
+                        DELIVERIES.c.created_at,
+                        DELIVERIES.c.window_start,
+                        DELIVERIES.c.window_end,
+                    )
+                )
+            )
+            names: dict[int, str] = {
+                sub.id: sub.name
+                for sub in conn.execute(
+                    select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.name).where(
+                        SUBSCRIBERS.c.id.in_({row.subscriber_id for row in rows})
+                    )
+                )
+            }
+            members: dict[int, list[int]] = {row.id: [] for row in rows}
+            for row in rows:
+                if row.alert_id is not None:
+                    members[row.id].append(row.alert_id)
+            digests = [row.id for row in rows if row.kind == "digest"]
+            for chunk in _chunks(digests):
+                links = select(DELIVERY_ALERTS.c.delivery_id, DELIVERY_ALERTS.c.alert_id).where(
+                    DELIVERY_ALERTS.c.delivery_id.in_(chunk)
+                )
+                for link in conn.execute(links):
+                    members[link.delivery_id].append(link.alert_id)
+            contents = self._alert_contents(conn, [a for ids_ in members.values() for a in ids_])
+        order = {delivery_id: position for position, delivery_id in enumerate(ids)}
+        rows.sort(key=lambda row: order[row.id])
+        return [
+            DeliveryJob(
+                id=row.id,
+                subscriber=names[row.subscriber_id],
+                kind=row.kind,
+                message_id=row.message_id,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                alerts=tuple(
+                    sorted(
+                        (contents[a] for a in members[row.id] if a in contents),
+                        key=lambda c: (c.created_at, c.alert_id),
+                    )
+                ),
+                window_start=row.window_start,
+                window_end=row.window_end,
+                lease_token=token,
+            )
+            for row in rows
+        ]
+
+    def _alert_contents(
+        self, conn: Connection, alert_ids: Sequence[int]
+    ) -> dict[int, AlertContent]:
+        found: dict[int, AlertContent] = {}
+        columns = (
+            ALERTS.c.id,
+            ALERTS.c.created_at,
+            ALERTS.c.spans,
+            RULES.c.name.label("rule"),
+            RULES.c.query,
+            ITEMS.c.id.label("item_id"),
+            ITEMS.c.title,
+            ITEMS.c.content_text,
+            ITEMS.c.url,
+            ITEMS.c.published,
+            ITEMS.c.language,
+            ITEMS.c.tags,
+            FEEDS.c.name.label("feed"),
+            func.coalesce(FEEDS.c.title, FEEDS.c.feed_title).label("feed_title"),
+        )
+        joined = (
+            ALERTS.join(RULES, RULES.c.id == ALERTS.c.rule_id)
+            .join(ITEMS, ITEMS.c.id == ALERTS.c.item_id)
+            .join(FEEDS, FEEDS.c.id == ITEMS.c.feed_id)
+        )
+        for chunk in _chunks(dict.fromkeys(alert_ids)):
+            query = select(*columns).select_from(joined).where(ALERTS.c.id.in_(chunk))
+            for row in conn.execute(query):
+                found[row.id] = AlertContent(
+                    alert_id=row.id,
+                    rule=row.rule,
+                    rule_query=row.query,
+                    item_id=row.item_id,
+                    title=row.title,
+                    content_text=row.content_text,
+                    link=row.url,
+                    feed=row.feed,
+                    feed_title=row.feed_title,
+                    published=row.published,
+                    created_at=row.created_at,
+                    spans=tuple(
+                        Span(str(sp["field"]), int(sp["start"]), int(sp["end"]))
+                        for sp in row.spans or ()
+                    ),
+                    language=row.language,
+                    tags=tuple(row.tags or ()),
+                )
+        return found
+
+    def record_delivery(
+        self,
+        delivery_id: int,
+        token: str,
+        *,
+        status: str,
+        now: datetime,
+        next_attempt_at: datetime | None,
+        code: int | None,
+        error: str,
+        disable_reason: str | None = None,
+    ) -> bool:
+        _require_aware(now, "now")
+        values: dict[str, Any] = {
+            "status": status,
+            "attempts": DELIVERIES.c.attempts + 1,
+            "last_attempt_at": now,
+            "next_attempt_at": next_attempt_at or now,
+            "last_code": code,
+            "last_error": error or None,
+            "lease_owner": None,
+            "updated_at": now,
+        }
+        if status == "sent":
+            values["sent_at"] = now
+        with self._transaction(f"recording delivery {delivery_id}", write=True) as conn:
+            row = conn.execute(
+                update(DELIVERIES)
+                .where(DELIVERIES.c.id == delivery_id, DELIVERIES.c.lease_owner == token)
+                .values(values)
+                .returning(DELIVERIES.c.subscriber_id)
+            ).first()
+            if row is None:
+                return False
+            if disable_reason is not None:
+                conn.execute(
+                    update(SUBSCRIBERS)
+                    .where(SUBSCRIBERS.c.id == row.subscriber_id)
+                    .values(disabled_at=now, disabled_reason=disable_reason, updated_at=now)
+                )
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(
+                        DELIVERIES.c.subscriber_id == row.subscriber_id,
+                        DELIVERIES.c.status == "pending",
+                        DELIVERIES.c.lease_owner.is_(None),
+                    )
+                    .values(
+                        status="failed",
+                        last_error=f"not sent: subscriber disabled ({disable_reason})",
+                        updated_at=now,
+                    )
+                )
+        return True
+
+    def list_deliveries(
+        self,
+        status: str | None = None,
+        subscriber: str | None = None,
+        limit: int | None = None,
+    ) -> list[DeliveryStatus]:
+        query = (
+            select(DELIVERIES, SUBSCRIBERS.c.name.label("subscriber"))
+            .join(SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id)
+            .order_by(DELIVERIES.c.id.desc())
+        )
+        if status is not None:
+            query = query.where(DELIVERIES.c.status == status)
+        if subscriber is not None:
+            query = query.where(SUBSCRIBERS.c.name == subscriber)
+        with self._transaction("listing deliveries", write=False) as conn:
+            rows = list(conn.execute(_limited(query, limit)))
+            members: dict[int, list[int]] = {
+                row.id: [row.alert_id] if row.alert_id is not None else [] for row in rows
+            }
+            for chunk in _chunks([row.id for row in rows if row.kind == "digest"]):
+                links = select(DELIVERY_ALERTS.c.delivery_id, DELIVERY_ALERTS.c.alert_id).where(
+                    DELIVERY_ALERTS.c.delivery_id.in_(chunk)
+                )
+                for link in conn.execute(links):
+                    members[link.delivery_id].append(link.alert_id)
+            info: dict[int, tuple[str, str]] = {}
+            for chunk in _chunks(dict.fromkeys(a for ids in members.values() for a in ids)):
+                query2 = (
+                    select(ALERTS.c.id, RULES.c.name, ITEMS.c.title)
+                    .select_from(
+                        ALERTS.join(RULES, RULES.c.id == ALERTS.c.rule_id).join(
+                            ITEMS, ITEMS.c.id == ALERTS.c.item_id
+                        )
+                    )
+                    .where(ALERTS.c.id.in_(chunk))
+                )
+                info.update((r.id, (r.name, r.title)) for r in conn.execute(query2))
+        out: list[DeliveryStatus] = []
+        for row in rows:
+            alerts = sorted(a for a in members[row.id] if a in info)
+            out.append(
+                DeliveryStatus(
+                    id=row.id,
+                    subscriber=row.subscriber,
+                    kind=row.kind,
+                    status=row.status,
+                    attempts=row.attempts,
+                    message_id=row.message_id,
+                    created_at=row.created_at,
+                    next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+                    last_attempt_at=row.last_attempt_at,
+                    sent_at=row.sent_at,
+                    last_code=row.last_code,
+                    last_error=row.last_error,
+                    rules=tuple(dict.fromkeys(info[a][0] for a in alerts)),
+                    title=info[alerts[0]][1] if alerts else "",
+                    alerts=len(alerts),
+                    window_start=row.window_start,
+                    window_end=row.window_end,
+                )
+            )
+        return out
+
+    def retry_deliveries(
+        self,
+        now: datetime,
+        ids: Sequence[int] | None = None,
+        *,
+        subscriber: str | None = None,
+    ) -> tuple[list[int], list[str]]:
+        _require_aware(now, "now")
+        where = [DELIVERIES.c.status == "failed"]
+        if ids is not None:
+            where = [DELIVERIES.c.id.in_(list(ids)), DELIVERIES.c.status != "sent"]
+        with self._transaction("requeueing deliveries", write=True) as conn:
+            query = select(DELIVERIES.c.id, DELIVERIES.c.subscriber_id).where(*where)
+            if subscriber is not None:
+                query = query.join(
+                    SUBSCRIBERS, SUBSCRIBERS.c.id == DELIVERIES.c.subscriber_id
+                ).where(SUBSCRIBERS.c.name == subscriber)
+            rows = list(conn.execute(query))
+            if not rows:
+                return [], []
+            requeued = [row.id for row in rows]
+            for chunk in _chunks(requeued):
+                conn.execute(
+                    update(DELIVERIES)
+                    .where(DELIVERIES.c.id.in_(chunk))
+                    .values(
+                        status="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        lease_owner=None,
+                        updated_at=now,
+                    )
+                )
+            # Asking to resend is saying the receiver is back: enable its subscriber.
+            enabled = list(
+                conn.scalars(
+                    update(SUBSCRIBERS)
+                    .where(
+                        SUBSCRIBERS.c.id.in_({row.subscriber_id for row in rows}),
+                        SUBSCRIBERS.c.disabled_at.is_not(None),
+                    )
+                    .values(disabled_at=None, disabled_reason=None, updated_at=now)
+                    .returning(SUBSCRIBERS.c.name)
+                )
+            )
+        return sorted(requeued), sorted(enabled)
+
+    def list_subscribers(self) -> list[SubscriberStatus]:
+        counts = (
+            select(
+                DELIVERIES.c.subscriber_id,
+                func.sum(case((DELIVERIES.c.status == "pending", 1), else_=0)).label("pending"),
+                func.sum(case((DELIVERIES.c.status == "sent", 1), else_=0)).label("sent"),
+                func.sum(case((DELIVERIES.c.status == "failed", 1), else_=0)).label("failed"),
+                func.max(DELIVERIES.c.sent_at).label("last_sent_at"),
+            )
+            .group_by(DELIVERIES.c.subscriber_id)
+            .subquery()
+        )
+        query = (
+            select(SUBSCRIBERS, counts)
+            .outerjoin(counts, counts.c.subscriber_id == SUBSCRIBERS.c.id)
+            .order_by(SUBSCRIBERS.c.name)
+        )
+        with self._transaction("listing subscribers", write=False) as conn:
+            rows = list(conn.execute(query))
+        out: list[SubscriberStatus] = []
+        for row in rows:
+            try:
+                mode = str(json.loads(row.spec).get("mode", "immediate"))
+            except (ValueError, AttributeError):
+                mode = "?"
+            out.append(
+                SubscriberStatus(
+                    name=row.name,
+                    channel=row.channel,
+                    mode=mode,
+                    active=row.active,
+                    disabled_at=row.disabled_at,
+                    disabled_reason=row.disabled_reason,
+                    pending=int(row.pending or 0),
+                    sent=int(row.sent or 0),
+                    failed=int(row.failed or 0),
+                    last_sent_at=_aware(row.last_sent_at),
+                )
+            )
+        return out
 
     # ------------------------------------------------------------------ plumbing
 
@@ -937,6 +1404,30 @@ def _feed_for_update(row: _Row, *, lease_token: str | None) -> FeedForUpdate:
         tags=tuple(row.tags or ()),
         lease_token=lease_token,
     )
+
+
+def _new_delivery(subscriber_id: int, kind: str, now: datetime) -> dict[str, Any]:
+    """Column values of a new pending delivery, due now, with a fresh stable message id."""
+    return {
+        "subscriber_id": subscriber_id,
+        "kind": kind,
+        "message_id": f"msg_{uuid.uuid4().hex}",
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "sealed": False,
+    }
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """An aggregate over a UTCDateTime column comes back untyped on SQLite: make it aware."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _item_values(item: Item) -> dict[str, Any]:
