@@ -195,6 +195,7 @@ class SmtpServer:
 
     Args:
         handler: the handler; a new :class:`RecordingHandler` by default.
+        port: the port (0, the default: a free one).
         ssl_context: serve implicit TLS with this server context.
         **smtp_kwargs: passed to :class:`aiosmtpd.smtp.SMTP` (``tls_context``,
             ``require_starttls``, ``authenticator``, ``auth_require_tls``...).
@@ -205,6 +206,7 @@ class SmtpServer:
         handler: RecordingHandler | None = None,
         *,
         host: str = "127.0.0.1",
+        port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
         **smtp_kwargs: Any,
     ) -> None:
@@ -214,7 +216,7 @@ class SmtpServer:
         self._controller = _LoopbackController(
             self.handler,
             hostname=host,
-            port=0,
+            port=port,
             ssl_context=ssl_context,
             # Named here so aiosmtpd does not look the machine's name up.
             server_hostname="smtp.test.localhost",

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from fakes import Entry, rss
 from loopback import Exchange, LoopbackServer, send
-from smtp_server import SmtpServer
+from smtp_server import SmtpServer, refusing_port
 from test_storage import make_item
 from webhook_receiver import Reply, WebhookReceiver
 
@@ -458,3 +458,83 @@ def test_killed_between_send_and_record_resends_with_the_same_id(
     assert receiver.deliveries[1].webhook_id == first.webhook_id  # the receiver can drop it
     assert receiver.deliveries[1].body == first.body
     assert all(d.verified for d in receiver.deliveries)
+
+
+def email_sub(port: int, name: str = "desk") -> str:
+    return (
+        f"  - {{name: {name}, rules: all, email: {{host: 127.0.0.1, port: {port}, "
+        "security: none, from: fw@example.org, to: [desk@example.org], timeout: 5s}}\n"
+    )
+
+
+def test_smtp_down_then_up_delivers_every_alert_once(
+    tmp_path: Path, sqlite_url: str, site: Site
+) -> None:
+    clock = Clock()
+    with refusing_port() as port:  # bound, not listening: the SMTP server is down
+        config = write_config(tmp_path / "feeds.yaml", site.url, email_sub(port))
+        app = app_for(config, sqlite_url, clock)
+        site.add("Sanctions one", "Counter-terrorism two")
+        down = poll(app)
+    try:
+        assert down.deliveries.count("pending") == 2
+        assert all("refused" in r.detail for r in down.deliveries.results)
+        with SmtpServer(port=port) as smtp:  # back up on the same port
+            clock.advance(minutes=1)
+            site.add("Sanctions three")
+            up = poll(app)
+            messages = list(smtp.handler.messages)
+    finally:
+        app.close()
+    assert up.deliveries.count("sent") == 3
+    parsed = [email.message_from_bytes(m.content, policy=email.policy.default) for m in messages]
+    ids = [m["Message-ID"] for m in parsed]
+    assert len(ids) == 3
+    assert len(set(ids)) == 3
+
+
+def test_killed_between_send_and_record_resends_the_same_message_id(
+    tmp_path: Path, site: Site
+) -> None:
+    db = f"sqlite:///{tmp_path / 'fw.db'}"
+    with SmtpServer() as smtp:
+        config = write_config(tmp_path / "feeds.yaml", site.url, email_sub(smtp.port), database=db)
+        site.add("Sanctions one")
+        killed = _run(config, "after-send")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        engine = sa.create_engine(db)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE deliveries SET next_attempt_at = '2000-01-01 00:00:00'"))
+        engine.dispose()
+        restarted = _run(config, None)
+        messages = list(smtp.handler.messages)
+    assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+    first, second = (
+        email.message_from_bytes(m.content, policy=email.policy.default) for m in messages
+    )
+    assert first["Message-ID"] == second["Message-ID"]
+    assert first["Subject"] == second["Subject"]
+
+
+def test_retry_by_id_requeues_only_what_is_not_sent(
+    tmp_path: Path, sqlite_url: str, site: Site, receiver: WebhookReceiver
+) -> None:
+    receiver.script(Reply(503), Reply(503))
+    config = write_config(
+        tmp_path / "feeds.yaml", site.url, webhook_sub(receiver.url), database=sqlite_url
+    )
+    site.add("Sanctions one", "Sanctions two")
+    runner = CliRunner()
+    runner.invoke(main, ["--config", str(config), "poll"])
+    rows = json.loads(runner.invoke(main, ["--config", str(config), "deliveries", "--json"]).output)
+    assert sorted(r["status"] for r in rows) == ["pending", "pending"]
+    first = min(r["id"] for r in rows)
+    retried = runner.invoke(main, ["--config", str(config), "deliveries", "retry", str(first)])
+    assert retried.exit_code == 0, retried.output
+    again = runner.invoke(main, ["--config", str(config), "deliveries", "retry", str(first)])
+    assert again.exit_code == 1  # already sent: nothing to requeue
+    assert "already sent" in again.output
+    usage = runner.invoke(main, ["--config", str(config), "deliveries", "retry"])
+    assert usage.exit_code == 2
+    rows = json.loads(runner.invoke(main, ["--config", str(config), "deliveries", "--json"]).output)
+    assert {r["id"]: r["status"] for r in rows} == {first: "sent", first + 1: "pending"}
