@@ -516,7 +516,7 @@ def test_email_port_from_interpolated_string() -> None:
             """,
             [
                 "feeds.yaml:2:13: defaults.interval: interval 15s is shorter than the "
-                "minimum 1m (a bare number means seconds)"
+                "minimum 1m (scheduler.min_interval; a bare number means seconds)"
             ],
             id="interval-too-short",
         ),
@@ -819,8 +819,8 @@ def test_email_port_from_interpolated_string() -> None:
         pytest.param(
             "- name: a\n",
             [
-                "feeds.yaml:1:1: the top level must be a mapping of settings "
-                "(database, defaults, fetch, feeds, rules, subscribers), got a list"
+                "feeds.yaml:1:1: the top level must be a mapping of settings (database, "
+                "defaults, scheduler, server, fetch, feeds, rules, subscribers), got a list"
             ],
             id="top-level-list",
         ),
@@ -919,7 +919,7 @@ def test_interpolation(value: str, env: dict[str, str], expected: str | None) ->
 def test_interpolation_never_touches_keys() -> None:
     assert errors("${A}: 1\n", env={"A": "feeds"}) == [
         "feeds.yaml:1:1: [\"${A}\"]: unknown key '${A}' (expected one of: database, defaults, "
-        "fetch, feeds, rules, subscribers)"
+        "scheduler, server, fetch, feeds, rules, subscribers)"
     ]
 
 

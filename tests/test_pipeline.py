@@ -418,12 +418,15 @@ def test_retry_after_pushes_the_next_poll(storage: SqlStorage) -> None:
 
     results = h.poll()
 
+    # Rate limiting is its own state, not an error: no error count, no failing run.
     assert [brief(r) for r in results] == [
-        ("a", "error", 0, 0, 0, 429, "http_status"),
-        ("b", "error", 0, 0, 0, 503, "http_status"),
+        ("a", "rate_limited", 0, 0, 0, 429, "http_status"),
+        ("b", "rate_limited", 0, 0, 0, 503, "http_status"),
     ]
     assert h.status("a").next_poll_at == T0 + timedelta(seconds=7200)
-    # Without Retry-After, the first error waits one interval.
+    assert h.status("a").consecutive_errors == 0
+    assert h.status("a").failing_since is None
+    # Without Retry-After, a rate-limited feed waits one interval.
     assert h.status("b").next_poll_at == T0 + timedelta(seconds=INTERVAL)
     assert [intent.http_status for intent, _ in h.recorder.commits] == [429, 503]
 

@@ -45,6 +45,8 @@ class FeedForUpdate:
     interval: float = 900.0
     #: Errors in a row before this poll.
     consecutive_errors: int = 0
+    #: First error of the current run of errors (None when the last poll went well).
+    failing_since: datetime | None = None
     #: Tags from feeds.yaml (used by rules and subscribers).
     tags: tuple[str, ...] = ()
     #: Lease token when the feed was claimed; the commit is fenced on it.
@@ -87,6 +89,8 @@ class FetchResult:
     last_modified: str | None = None
     #: Seconds the fetch took, end to end.
     elapsed: float = 0.0
+    #: The final URL when every redirect on the way was permanent (301, 308).
+    permanent_redirect: str | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -241,6 +245,8 @@ class AlertIntent:
 class PollStatus(enum.StrEnum):
     OK = "ok"
     NOT_MODIFIED = "not_modified"
+    #: 429/503: the server asked to wait; not counted as an error.
+    RATE_LIMITED = "rate_limited"
     ERROR = "error"
 
 
@@ -268,6 +274,11 @@ class FeedUpdateIntent:
     http_status: int | None = None
     items: tuple[ItemIntent, ...] = ()
     alerts: tuple[AlertIntent, ...] = ()
+    #: Disable the feed, with this reason (410 Gone, failing for too long).
+    disable_reason: str | None = None
+    #: Where every redirect of this fetch was permanent (301/308), the final URL;
+    #: storage switches the feed to it once seen on several polls in a row.
+    moved_to: str | None = None
     #: Deliveries of the alerts; written only for alerts this commit inserts.
     deliveries: tuple[DeliveryIntent, ...] = ()
 
@@ -308,6 +319,39 @@ class FetchOptions:
     per_host: int = 2
     #: User-Agent header.
     user_agent: str = "feedwatch/0.1 (+https://github.com/feedwatch/feedwatch)"
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerOptions:
+    """How the daemon schedules its work (``scheduler:``); durations in seconds."""
+
+    #: How often the daemon looks for due feeds (far shorter than any interval).
+    tick: float = 1.0
+    #: Shortest and longest poll interval (also the bounds of the adaptive interval).
+    min_interval: float = 60.0
+    max_interval: float = 86400.0
+    #: Random extra delay, as a fraction of the delay (0.1 = up to 10% more).
+    jitter: float = 0.1
+    #: Poll a feed at its recent publishing rhythm, between the two bounds.
+    adaptive: bool = False
+    #: Transient errors back off exponentially up to this delay.
+    max_backoff: float = 6 * 3600.0
+    #: A feed failing (not rate-limited) for this long is disabled.
+    disable_after: float = 7 * 86400.0
+    #: Time budget for parsing one document.
+    parse_timeout: float = 30.0
+    #: How often due deliveries are sent.
+    dispatch: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """The daemon's HTTP server (``server:``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Bearer token for the API; None leaves it open (bind to loopback then).
+    token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

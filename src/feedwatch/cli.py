@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -56,6 +57,7 @@ class _Options:
     config: str | None = None
     database: str | None = None
     verbose: int = 0
+    log_format: str = "kv"
 
 
 def _common(func: F) -> F:
@@ -92,12 +94,22 @@ def _common(func: F) -> F:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_common
 @click.option("--verbose", "-v", count=True, help="Log more (-v info, -vv debug) to stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["kv", "json"]),
+    default=None,
+    help="Log lines as key=value (default) or JSON objects. Env: FEEDWATCH_LOG_FORMAT.",
+)
 @click.version_option(__version__, prog_name="feedwatch")
 @click.pass_context
-def main(ctx: click.Context, verbose: int) -> None:
+def main(ctx: click.Context, verbose: int, log_format: str | None) -> None:
     """Watch organisations' RSS, Atom and JSON feeds and alert on keyword rules."""
-    ctx.ensure_object(_Options).verbose = verbose
-    configure_logging(logging.WARNING - 10 * min(verbose, 2))
+    opts = ctx.ensure_object(_Options)
+    opts.verbose = verbose
+    opts.log_format = log_format or os.environ.get("FEEDWATCH_LOG_FORMAT") or "kv"
+    if opts.log_format not in ("kv", "json"):
+        _fail(f"FEEDWATCH_LOG_FORMAT must be kv or json, not {opts.log_format!r}", EXIT_CONFIG)
+    configure_logging(logging.WARNING - 10 * min(verbose, 2), opts.log_format)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1030,3 +1042,150 @@ def subscribers_test(ctx: click.Context, name: str) -> None:
     kind = "permanent failure" if result.permanent else "failed"
     click.echo(f"test message to {name}: {kind}{code}: {result.detail}", err=True)
     sys.exit(EXIT_FEEDS_FAILED)
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+@main.command()
+@_common
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the process id here (for feedwatch reload); removed on exit.",
+)
+@click.pass_context
+def run(ctx: click.Context, pid_file: Path | None) -> None:
+    """Run the daemon: poll feeds on their schedules, send alerts, serve health,
+    metrics and the API, until SIGTERM or SIGINT. SIGHUP reloads the configuration.
+
+    Logs go to stderr (info and up; -v for debug); --log-format json for JSON lines.
+    Exits 0 after a clean stop, 2 if the configuration is invalid, 3 if the
+    database cannot be used.
+    """
+    from .daemon import Daemon  # the daemon's libraries load only when it runs
+
+    opts = ctx.ensure_object(_Options)
+    configure_logging(logging.INFO if opts.verbose == 0 else logging.DEBUG, opts.log_format)
+    path = opts.config or os.environ.get("FEEDWATCH_CONFIG") or "feeds.yaml"
+    if not Path(path).is_file():
+        _fail(f"configuration file not found: {path}", EXIT_CONFIG)
+    database = opts.database or os.environ.get("FEEDWATCH_DATABASE_URL") or None
+    daemon = Daemon(path, env=os.environ, database_override=database, pid_file=pid_file)
+    try:
+        status = asyncio.run(daemon.run())
+    except ConfigError as exc:
+        _fail(f"invalid configuration:\n{exc}", EXIT_CONFIG)
+    except StorageError as exc:
+        _fail(f"database: {exc}", EXIT_STORAGE)
+    except OSError as exc:
+        _fail(f"cannot start: {exc}", EXIT_CONFIG)
+    sys.exit(status)
+
+
+@main.command()
+@click.option(
+    "--pid-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The pid file given to feedwatch run --pid-file.",
+)
+def reload(pid_file: Path) -> None:
+    """Tell a running daemon to reload its configuration (SIGHUP).
+
+    The daemon validates the file first and keeps running on the old one if it
+    is invalid (its log says why). Under systemd: systemctl reload feedwatch.
+    """
+    try:
+        pid = int(pid_file.read_text(encoding="ascii").strip())
+        os.kill(pid, signal.SIGHUP)
+    except FileNotFoundError:
+        _fail(f"no pid file at {pid_file}: is the daemon running with --pid-file?", EXIT_CONFIG)
+    except ValueError:
+        _fail(f"{pid_file} does not hold a process id", EXIT_CONFIG)
+    except ProcessLookupError:
+        _fail(f"no process {pid} (stale pid file {pid_file})", EXIT_FEEDS_FAILED)
+    except PermissionError:
+        _fail(f"not allowed to signal process {pid}", EXIT_FEEDS_FAILED)
+    click.echo(f"asked feedwatch (pid {pid}) to reload its configuration")
+
+
+@main.command()
+@_common
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Feeds by state, the next polls, failing and disabled feeds, pending deliveries.
+
+    Exits 0 when no feed is failing or disabled and nothing failed to deliver, 1 otherwise.
+    """
+    app = _app(ctx)
+    try:
+        feeds = _run_storage(lambda: app.feeds())
+        pending, oldest = _run_storage(lambda: app.storage.delivery_stats(app.now()))
+        failed = _run_storage(lambda: app.deliveries(status="failed", limit=1000))
+        now = app.now()
+    finally:
+        app.close()
+    states: dict[str, int] = {}
+    for f in feeds:
+        state = "disabled" if f.disabled_at else (f.status or "new")
+        states[state] = states.get(state, 0) + 1
+    failing = [f for f in feeds if f.status == "error" and not f.disabled_at]
+    disabled = [f for f in feeds if f.disabled_at]
+    upcoming = sorted(
+        (f for f in feeds if f.next_poll_at is not None and not f.disabled_at),
+        key=lambda f: f.next_poll_at or now,
+    )[:5]
+    code = EXIT_FEEDS_FAILED if failing or disabled or failed else EXIT_OK
+    if as_json:
+        _print_json(
+            {
+                "feeds": states,
+                "next_polls": [{"feed": f.name, "at": f.next_poll_at} for f in upcoming],
+                "failing": [
+                    {
+                        "feed": f.name,
+                        "since": f.failing_since,
+                        "errors": f.consecutive_errors,
+                        "kind": f.last_error_kind,
+                        "error": f.last_error,
+                    }
+                    for f in failing
+                ],
+                "disabled": [
+                    {"feed": f.name, "at": f.disabled_at, "reason": f.disabled_reason}
+                    for f in disabled
+                ],
+                "deliveries": {
+                    "pending": pending,
+                    "oldest_pending_age": oldest,
+                    "failed": len(failed),
+                },
+                "exit_status": code,
+            }
+        )
+        sys.exit(code)
+    console = _console()
+    summary = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(states.items()))
+    console.print(f"feeds: {len(feeds)} ({summary or 'none'})")
+    for f in upcoming:
+        console.print(f"  next: {f.name} {_ago(f.next_poll_at, now)}")
+    for f in failing:
+        since = f" since {_ago(f.failing_since, now)}" if f.failing_since else ""
+        console.print(
+            Text(
+                f"  failing{since} ({f.consecutive_errors} errors): {f.name}: "
+                f"{f.last_error_kind}: {f.last_error}",
+                style="red",
+            )
+        )
+    for f in disabled:
+        console.print(
+            Text(
+                f"  disabled {_ago(f.disabled_at, now)}: {f.name}: {f.disabled_reason}", style="red"
+            )
+        )
+    age = f", oldest {_coarse(oldest)} old" if oldest is not None else ""
+    console.print(f"deliveries: {pending} pending{age}, {len(failed)} failed")
+    sys.exit(code)

@@ -90,6 +90,8 @@ from ._model import (
     FeedSpec,
     FetchOptions,
     RuleSpec,
+    SchedulerOptions,
+    ServerOptions,
     SubscriberSpec,
     WebhookSettings,
 )
@@ -140,6 +142,10 @@ class Config:
     rules: tuple[RuleSpec, ...]
     #: Subscribers in file order.
     subscribers: tuple[SubscriberSpec, ...]
+    #: The daemon's scheduling (``scheduler:``).
+    scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+    #: The daemon's HTTP server (``server:``).
+    server: ServerOptions = field(default_factory=ServerOptions)
 
 
 # ------------------------------------------------------------------ entry points
@@ -208,6 +214,8 @@ def parse_config(
     except ValidationError as exc:
         problems.extend(_pydantic_problems(exc, data, doc, failed))
     problems.extend(_cross_check(data, doc))
+    if model is not None:
+        problems.extend(_interval_problems(model, data, doc))
 
     database_url = ""
     if database_override is not None:
@@ -400,8 +408,8 @@ class _Walker:
 def _top_level_problem(doc: _Doc) -> ConfigProblem:
     return doc.problem(
         (),
-        "the top level must be a mapping of settings "
-        f"(database, defaults, fetch, feeds, rules, subscribers), got {_kind(doc.data)}",
+        "the top level must be a mapping of settings (database, defaults, scheduler, "
+        f"server, fetch, feeds, rules, subscribers), got {_kind(doc.data)}",
     )
 
 
@@ -543,11 +551,9 @@ def _to_port(value: object) -> object:
 
 
 def _interval(value: float) -> float:
-    if value < MIN_INTERVAL:
-        raise ValueError(
-            f"interval {format_duration(value)} is shorter than the minimum "
-            f"{format_duration(MIN_INTERVAL)} (a bare number means seconds)"
-        )
+    # The lower bound is scheduler.min_interval (see _interval_problems).
+    if value <= 0:
+        raise ValueError("must be positive")
     if value > MAX_INTERVAL:
         raise ValueError(
             f"interval {format_duration(value)} is longer than the maximum "
@@ -624,6 +630,71 @@ class _Model(BaseModel):
 
 class _DefaultsModel(_Model):
     interval: _Interval = DEFAULT_INTERVAL
+
+
+def _fraction(value: object) -> object:
+    """``10%`` or ``0.1`` -> 0.1."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"expected a percentage such as 10%, got {value!r}") from None
+    return value
+
+
+def _unit_range(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError("must be between 0% and 100%")
+    return value
+
+
+_SCHEDULER_DEFAULTS = SchedulerOptions()
+
+
+class _SchedulerModel(_Model):
+    tick: _Timeout = _SCHEDULER_DEFAULTS.tick
+    #: The default poll interval (same as defaults.interval; set one of the two).
+    interval: _Interval | None = None
+    min_interval: _Timeout = _SCHEDULER_DEFAULTS.min_interval
+    max_interval: _Timeout = _SCHEDULER_DEFAULTS.max_interval
+    jitter: Annotated[float, BeforeValidator(_fraction), AfterValidator(_unit_range)] = (
+        _SCHEDULER_DEFAULTS.jitter
+    )
+    adaptive: bool = False
+    max_backoff: _Timeout = _SCHEDULER_DEFAULTS.max_backoff
+    disable_after: _Timeout = _SCHEDULER_DEFAULTS.disable_after
+    parse_timeout: _Timeout = _SCHEDULER_DEFAULTS.parse_timeout
+    dispatch: _Timeout = _SCHEDULER_DEFAULTS.dispatch
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _SchedulerModel:
+        if self.min_interval > self.max_interval:
+            raise ValueError(
+                f"min_interval ({format_duration(self.min_interval)}) exceeds "
+                f"max_interval ({format_duration(self.max_interval)})"
+            )
+        if self.tick * 2 > self.min_interval:
+            raise ValueError(
+                f"tick ({format_duration(self.tick)}) must be at most half of min_interval "
+                f"({format_duration(self.min_interval)}), or feeds are polled late"
+            )
+        return self
+
+
+_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s]+)):(?P<port>\d{1,5})\Z")
+
+
+def _listen(value: str) -> str:
+    m = _LISTEN.match(value.strip())
+    if m is None or not 0 <= int(m["port"]) <= 65535:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080 or [::1]:8080, got {value!r}")
+    return value.strip()
+
+
+class _ServerModel(_Model):
+    listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8080"
+    token: str | None = None
 
 
 class _FetchModel(_Model):
@@ -787,17 +858,21 @@ def _database(value: str) -> str:
 class _ConfigModel(_Model):
     database: Annotated[str, AfterValidator(_database)] | None = None
     defaults: _DefaultsModel = Field(default_factory=_DefaultsModel)
+    scheduler: _SchedulerModel = Field(default_factory=_SchedulerModel)
+    server: _ServerModel = Field(default_factory=_ServerModel)
     fetch: _FetchModel = Field(default_factory=_FetchModel)
     feeds: list[_FeedModel] = Field(default_factory=list)
     rules: list[_RuleModel] = Field(default_factory=list)
     subscribers: list[_SubscriberModel] = Field(default_factory=list)
 
-    @field_validator("defaults", "fetch", "feeds", "rules", "subscribers", mode="before")
+    @field_validator(
+        "defaults", "scheduler", "server", "fetch", "feeds", "rules", "subscribers", mode="before"
+    )
     @classmethod
     def _null_is_empty(cls, value: object, info: ValidationInfo) -> object:
         # "subscribers:" with every entry commented out is an empty section, not an error.
         if value is None:
-            return {} if info.field_name in ("defaults", "fetch") else []
+            return [] if info.field_name in ("feeds", "rules", "subscribers") else {}
         return value
 
 
@@ -987,6 +1062,46 @@ def _cross_check(data: dict[str, object], doc: _Doc) -> Iterator[ConfigProblem]:
             )
 
 
+def _interval_problems(
+    model: _ConfigModel, data: dict[str, object], doc: _Doc
+) -> Iterator[ConfigProblem]:
+    """Intervals within scheduler.min_interval..max_interval; one default interval."""
+    sched = model.scheduler
+    if sched.interval is not None and "interval" in (_as_dict(data.get("defaults"))):
+        yield doc.problem(
+            ("scheduler", "interval"),
+            "the default interval is set twice: keep scheduler.interval or defaults.interval",
+            at_key=True,
+        )
+
+    def check(loc: _Loc, value: float | None) -> Iterator[ConfigProblem]:
+        if value is None:
+            return
+        if value < sched.min_interval:
+            yield doc.problem(
+                loc,
+                f"interval {format_duration(value)} is shorter than the minimum "
+                f"{format_duration(sched.min_interval)} (scheduler.min_interval; "
+                "a bare number means seconds)",
+            )
+        elif value > sched.max_interval:
+            yield doc.problem(
+                loc,
+                f"interval {format_duration(value)} is longer than the maximum "
+                f"{format_duration(sched.max_interval)} (scheduler.max_interval)",
+            )
+
+    yield from check(("scheduler", "interval"), sched.interval)
+    if "interval" in _as_dict(data.get("defaults")):
+        yield from check(("defaults", "interval"), model.defaults.interval)
+    for i, feed in enumerate(model.feeds):
+        yield from check(("feeds", i, "interval"), feed.interval)
+
+
+def _as_dict(value: object) -> dict[str, object]:
+    return value if isinstance(value, dict) else {}
+
+
 def _items(data: dict[str, object], section: str) -> Iterator[tuple[int, dict[str, object]]]:
     items = data.get(section)
     if isinstance(items, list):
@@ -1056,7 +1171,28 @@ def _build(model: _ConfigModel, file: str | None, database_url: str) -> Config:
         per_host=fetch.per_host,
         user_agent=fetch.user_agent or _FETCH_DEFAULTS.user_agent,
     )
-    default_interval = model.defaults.interval
+    default_interval = (
+        model.scheduler.interval
+        if model.scheduler.interval is not None
+        else model.defaults.interval
+    )
+    sched = model.scheduler
+    scheduler = SchedulerOptions(
+        tick=sched.tick,
+        min_interval=sched.min_interval,
+        max_interval=sched.max_interval,
+        jitter=sched.jitter,
+        adaptive=sched.adaptive,
+        max_backoff=sched.max_backoff,
+        disable_after=sched.disable_after,
+        parse_timeout=sched.parse_timeout,
+        dispatch=sched.dispatch,
+    )
+    m = _LISTEN.match(model.server.listen)
+    assert m is not None  # validated
+    server = ServerOptions(
+        host=m["v6"] or m["host"], port=int(m["port"]), token=model.server.token or None
+    )
     feeds = tuple(
         FeedSpec(
             name=f.name,
@@ -1078,6 +1214,8 @@ def _build(model: _ConfigModel, file: str | None, database_url: str) -> Config:
         feeds=feeds,
         rules=rules,
         subscribers=subscribers,
+        scheduler=scheduler,
+        server=server,
     )
 
 

@@ -7,7 +7,6 @@ business logic of its own.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -15,13 +14,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from ._model import MatchInput, ParsedFeed, RuleMatch, RuleSpec, SendResult
+from ._model import MatchInput, RuleMatch, RuleSpec, SendResult
 from .config import Config
 from .dispatch import Dispatcher, DispatchSummary, Sender
 from .email_out import SmtpSender
 from .exceptions import ConfigError, ConfigProblem
 from .fetch import Fetcher, HttpFetcher, WebhookClient
-from .parse import parse_document
 from .pipeline import Pipeline
 from .rules import Matcher, check_query, compile_rules
 from .storage.base import StorageType, SyncReport
@@ -41,6 +39,7 @@ from .types import (
     SubscriberStatus,
 )
 from .webhook import WebhookSender
+from .workers import ParsePool
 
 #: The window of :attr:`RuleStatus.alerts_7d`.
 RECENT_ALERTS = timedelta(days=7)
@@ -56,23 +55,6 @@ Clock = Callable[[], datetime]
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class _ThreadParser:
-    """Parses off the event loop, one document at a time.
-
-    A large document must never stall the other feeds' fetches, whose deadlines
-    keep running while the loop is busy; one thread at a time keeps the GIL
-    contention and the memory of documents in flight low. ``parse_document`` is
-    pure and picklable, so a process pool can take this place.
-    """
-
-    def __init__(self) -> None:
-        self._one = asyncio.Semaphore(1)
-
-    async def __call__(self, content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-        async with self._one:
-            return await asyncio.to_thread(parse_document, content, url=url, headers=headers)
 
 
 class Channels(Protocol):
@@ -177,19 +159,22 @@ class Feedwatch:
             on_start(len(feeds))
         started_at = self._clock()
         fetcher = self._fetcher_factory()
+        parser = ParsePool(budget=self.config.scheduler.parse_timeout)
         try:
             pipeline = Pipeline(
                 self.storage,
                 fetcher,
                 self._matcher,
-                _ThreadParser(),
+                parser,
                 clock=self._clock,
                 rand=self._rand,
                 subscribers=self.config.subscribers,
+                policy=self.config.scheduler,
             )
             results = await pipeline.poll(feeds, on_result)
         finally:
             await fetcher.aclose()
+            parser.close()
         deliveries = await self.dispatch(synced=True)
         elapsed = (self._clock() - started_at).total_seconds()
         return PollSummary(tuple(results), started_at, elapsed, sync, deliveries)

@@ -6,10 +6,16 @@ randomness included, comes in as an argument, so each rule here is a table test.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import enum
+import itertools
+import re
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 
-from ._model import EntryForUpdate, Item, ItemChange, ItemIntent
+from ._model import EntryForUpdate, Item, ItemChange, ItemIntent, SchedulerOptions
 from .exceptions import ErrorKind
 
 #: An item whose content hash keeps changing (a feed that embeds the current
@@ -76,3 +82,139 @@ def next_poll_at(
     else:
         delay = base
     return now + delay + delay * (0.1 * jitter)
+
+
+# --------------------------------------------------------------------------- polling policy
+
+
+class Outcome(enum.Enum):
+    """What a poll came to, for scheduling. The three kinds of trouble are kept apart."""
+
+    #: 200 or 304: the feed is well.
+    OK = "ok"
+    #: 429 or 503: the server asks us to slow down. Not an error: wait as told.
+    RATE_LIMITED = "rate_limited"
+    #: Anything else that failed: back off exponentially, capped; never park forever.
+    ERROR = "error"
+    #: 410 Gone: the feed is gone for good.
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHints:
+    """How long the server says the document stays fresh (seconds), when it says so."""
+
+    #: RSS ``<ttl>`` (minutes in the document, seconds here).
+    ttl: float | None = None
+    #: ``Cache-Control: max-age``.
+    max_age: float | None = None
+    #: ``Expires`` minus the response's ``Date`` (or now).
+    expires_in: float | None = None
+
+    def freshness(self) -> float | None:
+        values = [v for v in (self.ttl, self.max_age, self.expires_in) if v is not None]
+        return max(values) if values else None
+
+
+@dataclass(frozen=True, slots=True)
+class NextPoll:
+    """When to poll next, and whether the feed is to be disabled instead."""
+
+    at: datetime
+    #: Set when the feed is to be disabled (410, or failing for too long).
+    disable_reason: str | None = None
+
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d+)\"?\s*(?:,|$)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:,|=|$)", re.IGNORECASE)
+
+#: Fewest publication times the adaptive interval needs.
+ADAPTIVE_MIN_SAMPLES = 3
+
+
+def server_hints(headers: Mapping[str, str], ttl_minutes: int | None, now: datetime) -> ServerHints:
+    """The freshness a response and its document announce (``headers`` lower-case)."""
+    max_age: float | None = None
+    cache_control = headers.get("cache-control", "")
+    m = _MAX_AGE.search(cache_control)
+    if m is not None and not _NO_CACHE.search(cache_control):
+        max_age = float(m.group(1))
+    expires_in: float | None = None
+    expires = _http_date(headers.get("expires"))
+    if expires is not None and max_age is None:  # max-age wins over Expires (RFC 9111 §5.3)
+        date = _http_date(headers.get("date")) or now
+        expires_in = max((expires - date).total_seconds(), 0.0)
+    ttl = float(ttl_minutes) * 60 if ttl_minutes is not None and ttl_minutes > 0 else None
+    return ServerHints(ttl=ttl, max_age=max_age, expires_in=expires_in)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def adaptive_interval(publish_times: Sequence[datetime], policy: SchedulerOptions) -> float | None:
+    """Half the median gap between the feed's recent publications, within the
+    policy's bounds; None without enough history."""
+    times = sorted(publish_times)
+    if len(times) < ADAPTIVE_MIN_SAMPLES:
+        return None
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    gaps = [g for g in gaps if g > 0]
+    if len(gaps) < ADAPTIVE_MIN_SAMPLES - 1:
+        return None
+    return min(max(statistics.median(gaps) / 2, policy.min_interval), policy.max_interval)
+
+
+def schedule_next(
+    now: datetime,
+    *,
+    interval: float,
+    policy: SchedulerOptions,
+    outcome: Outcome,
+    jitter: float,
+    consecutive_errors: int = 0,
+    failing_since: datetime | None = None,
+    retry_after: float | None = None,
+    hints: ServerHints = ServerHints(),
+    publish_times: Sequence[datetime] = (),
+    detail: str = "",
+) -> NextPoll:
+    """When to poll a feed next (a pure function of its inputs).
+
+    ``consecutive_errors`` counts this poll's error too; ``failing_since`` is the
+    first error of the current run of errors (this poll's time if it is the
+    first). ``jitter`` in [0, 1) adds up to ``policy.jitter`` of the delay. The
+    delay is counted from ``now``, so a feed overdue by several intervals (an
+    outage, a stopped daemon) is polled once and then resumes its cadence: no burst.
+    """
+    base = interval
+    if policy.adaptive and outcome is Outcome.OK:
+        adaptive = adaptive_interval(publish_times, policy)
+        if adaptive is not None:
+            base = adaptive
+    disable: str | None = None
+    if outcome is Outcome.GONE:
+        disable = f"gone: {detail or 'HTTP 410'}; the feed was disabled"
+        delay = policy.max_interval
+    elif outcome is Outcome.RATE_LIMITED:
+        asked = retry_after if retry_after is not None else base
+        delay = min(max(asked, base), MAX_RETRY_AFTER.total_seconds())
+    elif outcome is Outcome.ERROR:
+        since = failing_since or now
+        if (now - since).total_seconds() >= policy.disable_after:
+            days = (now - since).total_seconds() / 86400
+            disable = f"failing for {days:.1f} days ({detail or 'errors'}); the feed was disabled"
+        exponent = min(max(consecutive_errors, 1) - 1, 16)
+        delay = min(base * (2**exponent), max(policy.max_backoff, base))
+    else:
+        fresh = hints.freshness()
+        # Never poll more often than the server says the document stays fresh,
+        # nor less often than the longest interval.
+        delay = min(max(base, fresh), max(policy.max_interval, base)) if fresh else base
+    return NextPoll(now + timedelta(seconds=delay * (1 + policy.jitter * jitter)), disable)

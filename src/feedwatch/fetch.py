@@ -260,6 +260,8 @@ class HttpFetcher(_ClientOwner):
         """Send the request, following redirects by hand; return the final result."""
         seen = {url.copy_with(fragment=None)}
         redirects = 0
+        # Whether every hop so far was a permanent redirect (301, 308).
+        permanent = True
         while True:
             await slot.hold(url.host)
             response = await self._client.send(
@@ -268,7 +270,11 @@ class HttpFetcher(_ClientOwner):
             try:
                 location = _redirect_location(response)
                 if location is None:
-                    return await self._result(response, request, started)
+                    result = await self._result(response, request, started)
+                    if redirects and permanent:
+                        result = replace(result, permanent_redirect=result.final_url)
+                    return result
+                permanent = permanent and response.status_code in (301, 308)
             finally:
                 await response.aclose()
             if redirects >= self._options.max_redirects:

@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from . import _failpoints as failpoints
-from ._logging import event, get_logger
+from ._logging import bind, event, get_logger
 from ._model import (
     AlertIntent,
     FeedForUpdate,
@@ -38,9 +38,10 @@ from ._model import (
     MatchInput,
     ParsedFeed,
     PollStatus,
+    SchedulerOptions,
     SubscriberSpec,
 )
-from .decide import decide_items, next_poll_at
+from .decide import NextPoll, Outcome, ServerHints, decide_items, schedule_next, server_hints
 from .exceptions import ErrorKind, FeedError, FetchError, ParseError, StorageError
 from .fetch import Fetcher
 from .normalise import normalise_entries
@@ -70,8 +71,10 @@ class Pipeline:
         clock: Clock,
         rand: Callable[[], float],
         subscribers: Sequence[SubscriberSpec] = (),
+        policy: SchedulerOptions = SchedulerOptions(),  # noqa: B008 - immutable
     ) -> None:
         self._subscribers = tuple(subscribers)
+        self._policy = policy
         self._storage = storage
         self._fetcher = fetcher
         self._matcher = matcher
@@ -95,6 +98,11 @@ class Pipeline:
         return list(await asyncio.gather(*(one(f) for f in feeds)))
 
     async def poll_feed(self, feed: FeedForUpdate) -> PollResult:
+        # Every line logged during this poll names the feed.
+        with bind(feed=feed.name):
+            return await self._poll_feed(feed)
+
+    async def _poll_feed(self, feed: FeedForUpdate) -> PollResult:
         polled_at = self._clock()
         started = time.perf_counter()
         try:
@@ -143,13 +151,18 @@ class Pipeline:
         stored = self._storage.entries_for_update(feed.id, [i.entry_key for i in items])
         intents = decide_items(items, stored)
         alerts = self._match(feed, intents)
+        publish_times = self._storage.recent_publish_times(feed.id) if self._policy.adaptive else ()
+        hints = server_hints(fetched.headers, parsed.ttl_minutes, polled_at)
         committed = self._storage.commit_feed(
             FeedUpdateIntent(
                 feed_id=feed.id,
                 lease_token=feed.lease_token,
                 polled_at=polled_at,
                 status=PollStatus.OK,
-                next_poll_at=next_poll_at(polled_at, feed.interval, jitter=self._rand()),
+                next_poll_at=self._next(
+                    feed, polled_at, Outcome.OK, hints=hints, publish_times=publish_times
+                ).at,
+                moved_to=fetched.permanent_redirect,
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
                 feed_title=parsed.title,
@@ -194,13 +207,15 @@ class Pipeline:
     def _commit_not_modified(
         self, feed: FeedForUpdate, polled_at: datetime, fetched: FetchResult
     ) -> PollResult:
+        hints = server_hints(fetched.headers, None, polled_at)
         self._storage.commit_feed(
             FeedUpdateIntent(
                 feed_id=feed.id,
                 lease_token=feed.lease_token,
                 polled_at=polled_at,
                 status=PollStatus.NOT_MODIFIED,
-                next_poll_at=next_poll_at(polled_at, feed.interval, jitter=self._rand()),
+                next_poll_at=self._next(feed, polled_at, Outcome.OK, hints=hints).at,
+                moved_to=fetched.permanent_redirect,
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
                 http_status=fetched.status,
@@ -217,22 +232,31 @@ class Pipeline:
     ) -> PollResult:
         status = exc.status if isinstance(exc, FetchError) else http_status
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-        errors = feed.consecutive_errors + 1
+        if status in (429, 503):
+            outcome, poll_status = Outcome.RATE_LIMITED, PollStatus.RATE_LIMITED
+        elif status == 410:
+            outcome, poll_status = Outcome.GONE, PollStatus.ERROR
+        else:
+            outcome, poll_status = Outcome.ERROR, PollStatus.ERROR
+        decision = self._next(feed, polled_at, outcome, retry_after=retry_after, detail=exc.message)
+        if decision.disable_reason is not None:
+            event(
+                log,
+                logging.ERROR,
+                "feed disabled",
+                feed=feed.name,
+                url=feed.url,
+                reason=decision.disable_reason,
+            )
         try:
             self._storage.commit_feed(
                 FeedUpdateIntent(
                     feed_id=feed.id,
                     lease_token=feed.lease_token,
                     polled_at=polled_at,
-                    status=PollStatus.ERROR,
-                    next_poll_at=next_poll_at(
-                        polled_at,
-                        feed.interval,
-                        consecutive_errors=errors,
-                        error_kind=exc.kind,
-                        retry_after=retry_after,
-                        jitter=self._rand(),
-                    ),
+                    status=poll_status,
+                    next_poll_at=decision.at,
+                    disable_reason=decision.disable_reason,
                     # Validators stay as they were: storage keeps them on error.
                     etag=feed.etag,
                     last_modified=feed.last_modified,
@@ -248,10 +272,36 @@ class Pipeline:
         return PollResult(
             feed=feed.name,
             url=feed.url,
-            status=PollStatus.ERROR.value,
+            status=poll_status.value,
             http_status=status,
             error_kind=exc.kind.value,
             error=exc.message,
+        )
+
+    def _next(
+        self,
+        feed: FeedForUpdate,
+        polled_at: datetime,
+        outcome: Outcome,
+        *,
+        hints: ServerHints = ServerHints(),  # noqa: B008 - immutable
+        publish_times: Sequence[datetime] = (),
+        retry_after: float | None = None,
+        detail: str = "",
+    ) -> NextPoll:
+        errors = feed.consecutive_errors + (1 if outcome is Outcome.ERROR else 0)
+        return schedule_next(
+            polled_at,
+            interval=feed.interval,
+            policy=self._policy,
+            outcome=outcome,
+            jitter=self._rand(),
+            consecutive_errors=errors,
+            failing_since=feed.failing_since or polled_at,
+            retry_after=retry_after,
+            hints=hints,
+            publish_times=publish_times,
+            detail=detail,
         )
 
 

@@ -19,13 +19,20 @@ class FeedStatus:
     active: bool
     last_poll_at: datetime | None
     next_poll_at: datetime | None
-    #: "ok", "not_modified", "error", or None before the first poll.
+    #: "ok", "not_modified", "rate_limited", "error", or None before the first poll.
     status: str | None
     item_count: int
     consecutive_errors: int
     last_error_kind: str | None
     last_error: str | None
     last_success_at: datetime | None
+    #: Set when the feed was disabled (410, failing for too long), with why.
+    disabled_at: datetime | None = None
+    disabled_reason: str | None = None
+    #: The URL polled instead of ``url`` after a permanent redirect.
+    moved_to: str | None = None
+    #: First error of the current run of errors.
+    failing_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

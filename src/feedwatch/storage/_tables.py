@@ -128,6 +128,16 @@ class FeedRow(_Table, table=True):
     #: Token of the worker that claimed the feed; None when not claimed.
     lease_owner: str | None = _col(String(200))
     lease_expires_at: datetime | None = _col(UTCDateTime)
+    #: First error of the current run of errors (rate limiting does not count).
+    failing_since: datetime | None = _col(UTCDateTime)
+    #: Set when the feed is disabled (410 Gone, failing for too long); a config change clears it.
+    disabled_at: datetime | None = _col(UTCDateTime)
+    disabled_reason: str | None = _col(Text)
+    #: A permanent redirect target seen on ``moved_seen`` polls in a row ...
+    moved_candidate: str | None = _col(Text)
+    moved_seen: int = _col(Integer, nullable=False, server_default="0")
+    #: ... becomes the URL polled (``url`` stays as configured).
+    fetch_url: str | None = _col(Text)
 
 
 class ItemRow(_Table, table=True):

@@ -97,6 +97,10 @@ class StorageType(Protocol):
     def list_feeds(self, include_inactive: bool = False) -> list[FeedStatus]:
         """Every feed with its polling state, ordered by name."""
 
+    def recent_publish_times(self, feed_id: int, limit: int = 20) -> list[datetime]:
+        """The ``sort_at`` times of the feed's newest items, newest first (for the
+        adaptive interval)."""
+
     def list_items(
         self,
         feed: str | None = None,
@@ -189,3 +193,28 @@ class StorageType(Protocol):
 
     def list_subscribers(self) -> list[SubscriberStatus]:
         """Every stored subscriber with its delivery counts, by name."""
+
+    # ------------------------------------------------------------------ daemon (HTTP face)
+
+    def ping(self) -> None:
+        """Check that the database answers (``SELECT 1``); raise StorageError if not."""
+
+    def delivery_stats(self, now: datetime) -> tuple[int, float | None]:
+        """The number of pending deliveries, and the age in seconds (at ``now``, never
+        negative) of the oldest one by creation time; None when none is pending."""
+
+    def search_items(
+        self,
+        *,
+        feed: str | None,
+        rule: str | None,
+        since: datetime | None,
+        q: str | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[StoredItem]:
+        """Stored items, newest first (by ``sort_at``, then id), filtered by every given
+        criterion: the feed's name, a rule that raised an alert on the item, ``sort_at >=
+        since``, and ``q`` as a case-insensitive substring of the title or the plain
+        text (``%`` and ``_`` in it are literal). Items of inactive feeds are included.
+        """

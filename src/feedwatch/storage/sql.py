@@ -253,9 +253,19 @@ class SqlStorage(StorageType):
             extra: dict[str, Any] = {}
             if "url" in changed:
                 # The validators belong to the old URL; poll the new one soon.
-                extra.update(etag=None, last_modified=None, next_poll_at=now)
+                extra.update(
+                    etag=None,
+                    last_modified=None,
+                    next_poll_at=now,
+                    fetch_url=None,
+                    moved_candidate=None,
+                    moved_seen=0,
+                )
             if changed.get("active") is True:
                 extra["next_poll_at"] = now
+            if changed:
+                # A disabled feed whose configuration changed deserves a new try.
+                extra.update(disabled_at=None, disabled_reason=None, failing_since=None)
             return extra
 
         def touched(changed: Mapping[str, Any]) -> dict[str, Any]:
@@ -303,7 +313,9 @@ class SqlStorage(StorageType):
     # ------------------------------------------------------------------ polling
 
     def feeds_for_poll(self, names: Sequence[str] | None = None) -> list[FeedForUpdate]:
-        base = select(*_FEED_FOR_UPDATE_COLUMNS).where(FEEDS.c.active.is_(True))
+        base = select(*_FEED_FOR_UPDATE_COLUMNS).where(
+            FEEDS.c.active.is_(True), FEEDS.c.disabled_at.is_(None)
+        )
         with self._transaction("reading feeds to poll", write=False) as conn:
             if names is None:
                 rows = list(conn.execute(base.order_by(FEEDS.c.name)))
@@ -325,6 +337,7 @@ class SqlStorage(StorageType):
             select(FEEDS.c.id)
             .where(
                 FEEDS.c.active.is_(True),
+                FEEDS.c.disabled_at.is_(None),
                 or_(FEEDS.c.next_poll_at.is_(None), FEEDS.c.next_poll_at <= now),
             )
             .order_by(FEEDS.c.next_poll_at.asc().nulls_first(), FEEDS.c.id)
@@ -420,9 +433,23 @@ class SqlStorage(StorageType):
                 last_error_kind=row.last_error_kind,
                 last_error=row.last_error,
                 last_success_at=row.last_success_at,
+                disabled_at=row.disabled_at,
+                disabled_reason=row.disabled_reason,
+                moved_to=row.fetch_url,
+                failing_since=row.failing_since,
             )
             for row in rows
         ]
+
+    def recent_publish_times(self, feed_id: int, limit: int = 20) -> list[datetime]:
+        with self._transaction("reading publication times", write=False) as conn:
+            query = (
+                select(ITEMS.c.sort_at)
+                .where(ITEMS.c.feed_id == feed_id)
+                .order_by(ITEMS.c.sort_at.desc())
+                .limit(limit)
+            )
+            return list(conn.scalars(query))
 
     def list_items(
         self,
@@ -637,14 +664,27 @@ class SqlStorage(StorageType):
         }
         if intent.feed_title is not None:
             values["feed_title"] = intent.feed_title
-        if intent.status is PollStatus.ERROR:
+        if intent.disable_reason is not None:
+            values["disabled_at"] = intent.polled_at
+            values["disabled_reason"] = intent.disable_reason
+        if intent.status is PollStatus.RATE_LIMITED:
+            # Not an error: the error count and the failing run are left alone,
+            # and so are the validators.
+            values["last_error_kind"] = (
+                intent.error_kind.value if intent.error_kind is not None else None
+            )
+            values["last_error"] = intent.error_message
+        elif intent.status is PollStatus.ERROR:
             # Keep the validators: they still describe the content we hold.
             values["consecutive_errors"] = FEEDS.c.consecutive_errors + 1
+            values["failing_since"] = func.coalesce(FEEDS.c.failing_since, intent.polled_at)
             values["last_error_kind"] = (
                 intent.error_kind.value if intent.error_kind is not None else None
             )
             values["last_error"] = intent.error_message
         else:
+            values["failing_since"] = None
+            values.update(self._moved(conn, intent))
             values["consecutive_errors"] = 0
             values["last_error_kind"] = None
             values["last_error"] = None
@@ -664,6 +704,27 @@ class SqlStorage(StorageType):
         if intent.lease_token is not None:
             statement = statement.where(FEEDS.c.lease_owner == intent.lease_token)
         return bool(conn.execute(statement).rowcount)
+
+    def _moved(self, conn: Connection, intent: FeedUpdateIntent) -> dict[str, Any]:
+        """Columns for a permanent redirect: counted on polls in a row, then followed.
+
+        A 302 (or no redirect) resets the count; the configured ``url`` never
+        changes (``feedwatch feeds`` shows both); a config change resets it all.
+        """
+        if intent.moved_to is None:
+            return {"moved_candidate": None, "moved_seen": 0}
+        row = conn.execute(
+            select(FEEDS.c.moved_candidate, FEEDS.c.moved_seen, FEEDS.c.url).where(
+                FEEDS.c.id == intent.feed_id
+            )
+        ).first()
+        if row is None:
+            return {}
+        seen = row.moved_seen + 1 if row.moved_candidate == intent.moved_to else 1
+        values: dict[str, Any] = {"moved_candidate": intent.moved_to, "moved_seen": seen}
+        if seen >= MOVE_AFTER:
+            values["fetch_url"] = None if intent.moved_to == row.url else intent.moved_to
+        return values
 
     def _write_items(
         self, conn: Connection, intent: FeedUpdateIntent
@@ -1265,6 +1326,115 @@ class SqlStorage(StorageType):
             return StorageError(f"{what} failed: lost the connection to {self._where}: {reason}")
         return StorageError(f"{what} failed on {self._where}: {reason}")
 
+    # ------------------------------------------------------------------ daemon (HTTP face)
+
+    def ping(self) -> None:
+        with self._transaction("database check", write=False) as conn:
+            conn.execute(text("SELECT 1"))
+
+    def delivery_stats(self, now: datetime) -> tuple[int, float | None]:
+        _require_aware(now, "now")
+        query = select(func.count(), func.min(DELIVERIES.c.created_at)).where(
+            DELIVERIES.c.status == "pending"
+        )
+        with self._transaction("reading delivery statistics", write=False) as conn:
+            count, oldest = conn.execute(query).one()
+        oldest_at = _aware(oldest)
+        if oldest_at is None:
+            return int(count), None
+        return int(count), max((now - oldest_at).total_seconds(), 0.0)
+
+    def search_items(
+        self,
+        *,
+        feed: str | None,
+        rule: str | None,
+        since: datetime | None,
+        q: str | None,
+        limit: int,
+        offset: int = 0,
+    ) -> list[StoredItem]:
+        query = (
+            select(
+                ITEMS.c.id,
+                FEEDS.c.name.label("feed_name"),
+                ITEMS.c.entry_key,
+                ITEMS.c.url,
+                ITEMS.c.title,
+                ITEMS.c.content_text,
+                ITEMS.c.author,
+                ITEMS.c.published,
+                ITEMS.c.first_seen,
+                ITEMS.c.sort_at,
+                ITEMS.c.tags,
+                ITEMS.c.language,
+            )
+            .join(FEEDS, FEEDS.c.id == ITEMS.c.feed_id)
+            .order_by(ITEMS.c.sort_at.desc(), ITEMS.c.id.desc())
+        )
+        if feed is not None:
+            query = query.where(FEEDS.c.name == feed)
+        if rule is not None:
+            # (rule_id, item_id) is unique and item_id indexed: one probe per item.
+            alerted = (
+                select(ALERTS.c.id)
+                .join(RULES, RULES.c.id == ALERTS.c.rule_id)
+                .where(ALERTS.c.item_id == ITEMS.c.id, RULES.c.name == rule)
+            )
+            query = query.where(alerted.exists())
+        if since is not None:
+            _require_aware(since, "since")
+            query = query.where(ITEMS.c.sort_at >= since)
+        if q:
+            # autoescape: % and _ in q are literal. SQLite's lower() and LIKE fold
+            # ASCII only, so there Python folds both sides (Cyrillic, accents, ß).
+            if self._dialect == "sqlite":
+                folded = q.casefold()
+                query = query.where(
+                    or_(
+                        func.feedwatch_casefold(ITEMS.c.title).contains(folded, autoescape=True),
+                        func.feedwatch_casefold(ITEMS.c.content_text).contains(
+                            folded, autoescape=True
+                        ),
+                    )
+                )
+            else:
+                query = query.where(
+                    or_(
+                        ITEMS.c.title.icontains(q, autoescape=True),
+                        ITEMS.c.content_text.icontains(q, autoescape=True),
+                    )
+                )
+        query = _limited(query, limit).offset(max(offset, 0))
+        with self._transaction("searching items", write=False) as conn:
+            if q and self._dialect == "sqlite":
+                raw = conn.connection.driver_connection
+                assert raw is not None  # a checked-out connection has one
+                raw.create_function(
+                    "feedwatch_casefold",
+                    1,
+                    lambda value: value.casefold() if isinstance(value, str) else value,
+                    deterministic=True,
+                )
+            rows = list(conn.execute(query))
+        return [
+            StoredItem(
+                id=row.id,
+                feed=row.feed_name,
+                entry_key=row.entry_key,
+                url=row.url,
+                title=row.title,
+                content_text=row.content_text,
+                author=row.author,
+                published=row.published,
+                first_seen=row.first_seen,
+                sort_at=row.sort_at,
+                tags=tuple(row.tags or ()),
+                language=row.language,
+            )
+            for row in rows
+        ]
+
 
 class _LeaseLost(Exception):
     """Raised inside commit_feed's transaction to roll it back: the lease moved on."""
@@ -1384,23 +1554,29 @@ _FEED_FOR_UPDATE_COLUMNS = (
     FEEDS.c.id,
     FEEDS.c.name,
     FEEDS.c.url,
+    FEEDS.c.fetch_url,
     FEEDS.c.etag,
     FEEDS.c.last_modified,
     FEEDS.c.interval,
     FEEDS.c.consecutive_errors,
+    FEEDS.c.failing_since,
     FEEDS.c.tags,
 )
+
+#: A permanent redirect seen on this many polls in a row moves the feed.
+MOVE_AFTER = 3
 
 
 def _feed_for_update(row: _Row, *, lease_token: str | None) -> FeedForUpdate:
     return FeedForUpdate(
         id=row.id,
         name=row.name,
-        url=row.url,
+        url=row.fetch_url or row.url,
         etag=row.etag,
         last_modified=row.last_modified,
         interval=float(row.interval),
         consecutive_errors=row.consecutive_errors,
+        failing_since=row.failing_since,
         tags=tuple(row.tags or ()),
         lease_token=lease_token,
     )
