@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +43,8 @@ class RecordedRequest:
     target: str
     #: Header names lower-cased; for repeats the last value wins.
     headers: dict[str, str]
+    #: ``time.monotonic()`` when it arrived.
+    at: float = 0.0
 
 
 class Exchange(BaseHTTPRequestHandler):
@@ -159,7 +162,9 @@ class LoopbackServer:
     def _dispatch(self, exchange: Exchange) -> None:
         headers = {name.lower(): value for name, value in exchange.headers.items()}
         with self._lock:
-            self.requests.append(RecordedRequest(exchange.command, exchange.path, headers))
+            self.requests.append(
+                RecordedRequest(exchange.command, exchange.path, headers, time.monotonic())
+            )
             handler = self._routes.get(exchange.path.split("?", 1)[0])
         try:
             if handler is None:

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from test_storage_api import HOUR, T0, populate
 
+from feedwatch._model import FeedUpdateIntent, PollStatus
 from feedwatch.config import parse_config
 from feedwatch.core import Feedwatch, make_app
 from feedwatch.dispatch import DispatchResult
@@ -141,7 +142,31 @@ def test_healthz_ok_when_the_database_answers_and_the_heartbeat_is_fresh(app: Fa
         "database": "ok",
         "heartbeat_age": 2.0,
         "reason": None,
+        "disabled_feeds": [],
     }
+
+
+def test_healthz_names_the_feeds_the_policy_disabled(app: FastAPI, fw: Feedwatch) -> None:
+    feed = fw.storage.feeds_for_poll()[0]
+    fw.storage.commit_feed(
+        FeedUpdateIntent(
+            feed_id=feed.id,
+            lease_token=None,
+            polled_at=T0,
+            status=PollStatus.ERROR,
+            next_poll_at=T0 + HOUR,
+            error_message="HTTP 410 Gone",
+            disable_reason="gone: HTTP 410 Gone; the feed was disabled",
+        )
+    )
+
+    response = call(app, "/healthz")
+
+    assert response.status_code == 200  # the daemon is fine; the feed needs the operator
+    assert response.json()["disabled_feeds"] == [
+        f"{feed.name}: gone: HTTP 410 Gone; the feed was disabled"
+    ]
+    assert feed.name not in {f.name for f in fw.storage.feeds_for_poll()}
 
 
 def test_healthz_503_when_the_heartbeat_is_stale(app: FastAPI, state: FakeState) -> None:

@@ -165,6 +165,9 @@ class Health(BaseModel):
     heartbeat_age: float | None
     #: Why the daemon is unhealthy; None when it is healthy.
     reason: str | None = None
+    #: Feeds disabled by the polling policy (410 Gone, failing too long): the daemon
+    #: is healthy, but these need the operator. Each is "name: reason".
+    disabled_feeds: list[str] = []
 
 
 class Readiness(BaseModel):
@@ -570,11 +573,20 @@ def create_app(
             reasons.append("the scheduler has not ticked yet")
         elif age > limit:
             reasons.append(f"the scheduler's last tick was {age:.1f} s ago (limit {limit:g} s)")
+        disabled: list[str] = []
+        if db_problem is None:
+            with contextlib.suppress(StorageError):
+                disabled = [
+                    f"{f.name}: {f.disabled_reason}"
+                    for f in fw.storage.list_feeds()
+                    if getattr(f, "disabled_at", None) is not None
+                ]
         health = Health(
             status="error" if reasons else "ok",
             database="error" if db_problem else "ok",
             heartbeat_age=age,
             reason="; ".join(reasons) or None,
+            disabled_feeds=disabled,
         )
         if reasons:
             return JSONResponse(health.model_dump(), status_code=503)
