@@ -819,8 +819,8 @@ def test_email_port_from_interpolated_string() -> None:
         pytest.param(
             "- name: a\n",
             [
-                "feeds.yaml:1:1: the top level must be a mapping of settings (database, "
-                "defaults, scheduler, server, fetch, feeds, rules, subscribers), got a list"
+                "feeds.yaml:1:1: the top level must be a mapping of settings (database, defaults, "
+                "scheduler, server, retention, fetch, feeds, rules, subscribers), got a list"
             ],
             id="top-level-list",
         ),
@@ -919,7 +919,7 @@ def test_interpolation(value: str, env: dict[str, str], expected: str | None) ->
 def test_interpolation_never_touches_keys() -> None:
     assert errors("${A}: 1\n", env={"A": "feeds"}) == [
         "feeds.yaml:1:1: [\"${A}\"]: unknown key '${A}' (expected one of: database, defaults, "
-        "scheduler, server, fetch, feeds, rules, subscribers)"
+        "scheduler, server, retention, fetch, feeds, rules, subscribers)"
     ]
 
 

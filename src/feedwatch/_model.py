@@ -345,6 +345,17 @@ class SchedulerOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionOptions:
+    """How long history is kept (``retention:``); seconds, None = forever."""
+
+    #: Items (and their alerts) first seen longer ago than this are deleted,
+    #: unless one of their alerts still waits for a delivery.
+    items: float | None = 365 * 86400.0
+    #: Sent and failed deliveries older than this are deleted.
+    deliveries: float | None = 90 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class ServerOptions:
     """The daemon's HTTP server (``server:``)."""
 

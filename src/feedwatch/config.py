@@ -89,6 +89,7 @@ from ._model import (
     EmailSettings,
     FeedSpec,
     FetchOptions,
+    RetentionOptions,
     RuleSpec,
     SchedulerOptions,
     ServerOptions,
@@ -146,6 +147,8 @@ class Config:
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     #: The daemon's HTTP server (``server:``).
     server: ServerOptions = field(default_factory=ServerOptions)
+    #: How long history is kept (``retention:``).
+    retention: RetentionOptions = field(default_factory=RetentionOptions)
 
 
 # ------------------------------------------------------------------ entry points
@@ -409,7 +412,7 @@ def _top_level_problem(doc: _Doc) -> ConfigProblem:
     return doc.problem(
         (),
         "the top level must be a mapping of settings (database, defaults, scheduler, "
-        f"server, fetch, feeds, rules, subscribers), got {_kind(doc.data)}",
+        f"server, retention, fetch, feeds, rules, subscribers), got {_kind(doc.data)}",
     )
 
 
@@ -692,6 +695,22 @@ def _listen(value: str) -> str:
     return value.strip()
 
 
+def _forever(value: object) -> object:
+    return None if value in ("forever", "never", None) else value
+
+
+_RETENTION_DEFAULTS = RetentionOptions()
+
+
+class _RetentionModel(_Model):
+    #: Items first seen longer ago are deleted (with their alerts); "forever" keeps all.
+    items: Annotated[_Timeout | None, BeforeValidator(_forever)] = _RETENTION_DEFAULTS.items
+    #: Sent and failed deliveries older than this are deleted.
+    deliveries: Annotated[_Timeout | None, BeforeValidator(_forever)] = (
+        _RETENTION_DEFAULTS.deliveries
+    )
+
+
 class _ServerModel(_Model):
     listen: Annotated[str, AfterValidator(_listen)] = "127.0.0.1:8080"
     token: str | None = None
@@ -860,13 +879,22 @@ class _ConfigModel(_Model):
     defaults: _DefaultsModel = Field(default_factory=_DefaultsModel)
     scheduler: _SchedulerModel = Field(default_factory=_SchedulerModel)
     server: _ServerModel = Field(default_factory=_ServerModel)
+    retention: _RetentionModel = Field(default_factory=_RetentionModel)
     fetch: _FetchModel = Field(default_factory=_FetchModel)
     feeds: list[_FeedModel] = Field(default_factory=list)
     rules: list[_RuleModel] = Field(default_factory=list)
     subscribers: list[_SubscriberModel] = Field(default_factory=list)
 
     @field_validator(
-        "defaults", "scheduler", "server", "fetch", "feeds", "rules", "subscribers", mode="before"
+        "defaults",
+        "scheduler",
+        "server",
+        "retention",
+        "fetch",
+        "feeds",
+        "rules",
+        "subscribers",
+        mode="before",
     )
     @classmethod
     def _null_is_empty(cls, value: object, info: ValidationInfo) -> object:
@@ -1216,6 +1244,9 @@ def _build(model: _ConfigModel, file: str | None, database_url: str) -> Config:
         subscribers=subscribers,
         scheduler=scheduler,
         server=server,
+        retention=RetentionOptions(
+            items=model.retention.items, deliveries=model.retention.deliveries
+        ),
     )
 
 

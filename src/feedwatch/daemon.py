@@ -7,6 +7,8 @@ One asyncio loop holds everything::
                  feed's next_poll_at in the database) up to the free poll slots, and
                  start one task per feed: the same Pipeline.poll_feed as `feedwatch poll`
       dispatch   every scheduler.dispatch, and woken after a poll raised alerts
+                 (digests are deliveries due at their window's end)
+      retention  hourly: history older than retention.items / retention.deliveries
     HTTP server  (uvicorn in this loop) health, metrics, API, Atom
     signals      SIGTERM/SIGINT: stop; SIGHUP: reload the configuration
 
@@ -41,7 +43,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -67,6 +69,8 @@ SHUTDOWN_GRACE = 20.0
 HEARTBEAT_TICKS = 10
 #: Extra seconds on a feed's lease beyond its fetch deadline and parse budget.
 LEASE_MARGIN = 60.0
+#: Seconds between two runs of the retention job.
+RETENTION_EVERY = 3600.0
 
 
 def _utcnow() -> datetime:
@@ -172,6 +176,14 @@ class Daemon:
         scheduler.add_job(
             self._dispatch, "interval", seconds=sched.dispatch, id="dispatch", **common
         )
+        scheduler.add_job(
+            self._retention,
+            "interval",
+            seconds=RETENTION_EVERY,
+            id="retention",
+            next_run_time=_utcnow() + timedelta(seconds=min(60.0, RETENTION_EVERY)),
+            **common,
+        )
         # APScheduler warns (on the root logger) when a coalesced run is skipped
         # because the previous one is still going: that is the point of max_instances.
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
@@ -265,6 +277,28 @@ class Daemon:
             self._dispatching = False
         for result in summary.results:
             self.metrics.observe_delivery(result)
+
+    async def _retention(self) -> None:
+        """Delete history past ``retention:`` (never what a pending delivery needs)."""
+        if self._draining:
+            return
+        keep = self.config.retention
+        now = self._clock()
+        items_before = None if keep.items is None else now - timedelta(seconds=keep.items)
+        deliveries_before = (
+            None if keep.deliveries is None else now - timedelta(seconds=keep.deliveries)
+        )
+        if items_before is None and deliveries_before is None:
+            return
+        try:
+            removed = await asyncio.to_thread(
+                self.app.storage.purge, items_before, deliveries_before
+            )
+        except StorageError as exc:
+            event(log, logging.ERROR, "retention failed", error=str(exc))
+            return
+        if any(removed.values()):
+            event(log, logging.INFO, "retention", **removed)
 
     # ------------------------------------------------------------------ reload
 

@@ -191,6 +191,15 @@ class StorageType(Protocol):
         their disabled subscribers. Returns (requeued ids, re-enabled subscribers).
         """
 
+    def purge(
+        self, items_before: datetime | None, deliveries_before: datetime | None
+    ) -> dict[str, int]:
+        """Delete history: sent and failed deliveries last touched before
+        ``deliveries_before``; items first seen before ``items_before`` with their
+        alerts, except items with an alert still waiting for a delivery (pending).
+        None skips that part. Returns counts: ``{"items", "alerts", "deliveries"}``.
+        """
+
     def list_subscribers(self) -> list[SubscriberStatus]:
         """Every stored subscriber with its delivery counts, by name."""
 

@@ -52,6 +52,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql as pg_dialect
@@ -1223,6 +1224,56 @@ class SqlStorage(StorageType):
                 )
             )
         return sorted(requeued), sorted(enabled)
+
+    def purge(
+        self, items_before: datetime | None, deliveries_before: datetime | None
+    ) -> dict[str, int]:
+        """Delete old history; see :meth:`StorageType.purge`."""
+        removed = {"items": 0, "alerts": 0, "deliveries": 0}
+        with self._transaction("purging old history", write=True) as conn:
+            if deliveries_before is not None:
+                _require_aware(deliveries_before, "deliveries_before")
+                done = select(DELIVERIES.c.id).where(
+                    DELIVERIES.c.status.in_(("sent", "failed")),
+                    DELIVERIES.c.updated_at < deliveries_before,
+                )
+                conn.execute(
+                    DELIVERY_ALERTS.delete().where(DELIVERY_ALERTS.c.delivery_id.in_(done))
+                )
+                removed["deliveries"] += conn.execute(
+                    DELIVERIES.delete().where(DELIVERIES.c.id.in_(done))
+                ).rowcount
+            if items_before is not None:
+                _require_aware(items_before, "items_before")
+                # An alert still waiting to be delivered keeps its item.
+                waiting = union(
+                    select(DELIVERIES.c.alert_id).where(
+                        DELIVERIES.c.status == "pending", DELIVERIES.c.alert_id.is_not(None)
+                    ),
+                    select(DELIVERY_ALERTS.c.alert_id)
+                    .join(DELIVERIES, DELIVERIES.c.id == DELIVERY_ALERTS.c.delivery_id)
+                    .where(DELIVERIES.c.status == "pending"),
+                ).subquery()
+                kept = select(ALERTS.c.item_id).where(ALERTS.c.id.in_(select(waiting.c.alert_id)))
+                old_items = (
+                    select(ITEMS.c.id)
+                    .where(ITEMS.c.first_seen < items_before, ITEMS.c.id.not_in(kept))
+                    .scalar_subquery()
+                )
+                old_alerts = select(ALERTS.c.id).where(ALERTS.c.item_id.in_(old_items))
+                conn.execute(
+                    DELIVERY_ALERTS.delete().where(DELIVERY_ALERTS.c.alert_id.in_(old_alerts))
+                )
+                removed["deliveries"] += conn.execute(
+                    DELIVERIES.delete().where(DELIVERIES.c.alert_id.in_(old_alerts))
+                ).rowcount
+                removed["alerts"] = conn.execute(
+                    ALERTS.delete().where(ALERTS.c.item_id.in_(old_items))
+                ).rowcount
+                removed["items"] = conn.execute(
+                    ITEMS.delete().where(ITEMS.c.id.in_(old_items))
+                ).rowcount
+        return removed
 
     def list_subscribers(self) -> list[SubscriberStatus]:
         counts = (
