@@ -614,8 +614,8 @@ def test_email_port_from_interpolated_string() -> None:
                 webhook: {url: "https://hooks.example.org/x"}
             """,
             [
-                "feeds.yaml:6:12: subscribers[0].rules: expected a list of rule names, or all; "
-                "got a string",
+                "feeds.yaml:6:12: subscribers[0].rules: expected a list of rule names, all, "
+                "or none; got a string",
                 "feeds.yaml:7:13: subscribers[0].feeds[0]: unknown feed 'b' (known: a)",
                 "feeds.yaml:8:12: subscribers[0].tags[0]: unknown tag 'eu' (known: un)",
             ],
@@ -639,7 +639,8 @@ def test_email_port_from_interpolated_string() -> None:
                 "feeds.yaml:5:13: subscribers[0].feeds[0]: expected a string, got an integer",
                 "feeds.yaml:6:51: subscribers[0].webhook.secrett: unknown key 'secrett' "
                 "(did you mean 'secret'?)",
-                "feeds.yaml:8:12: subscribers[1].rules: name at least one rule, or write: all",
+                "feeds.yaml:8:12: subscribers[1].rules: name at least one rule, or write: all "
+                "(or none, for notices only)",
                 "feeds.yaml:9:12: subscribers[1].email: missing required key 'from'",
                 "feeds.yaml:9:37: subscribers[1].email.form: unknown key 'form' "
                 "(did you mean 'from'?)",

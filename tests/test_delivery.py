@@ -538,3 +538,37 @@ def test_retry_by_id_requeues_only_what_is_not_sent(
     assert usage.exit_code == 2
     rows = json.loads(runner.invoke(main, ["--config", str(config), "deliveries", "--json"]).output)
     assert {r["id"]: r["status"] for r in rows} == {first: "sent", first + 1: "pending"}
+
+
+def test_operators_are_told_when_a_feed_or_a_subscriber_is_disabled(
+    tmp_path: Path, sqlite_url: str, site: Site, receiver: WebhookReceiver
+) -> None:
+    clock = Clock()
+    with WebhookReceiver() as gone:
+        gone.script(Reply(410))
+        subs = (
+            webhook_sub(receiver.url, name="ops", extra="notices: true, ").replace(
+                "rules: all", "rules: none"
+            )
+            + f"  - {{name: old-hook, rules: all, webhook: {{url: {json.dumps(gone.url)}}}}}\n"
+        )
+        config = write_config(tmp_path / "feeds.yaml", site.url, subs, database=sqlite_url)
+        app = app_for(config, sqlite_url, clock)
+        try:
+            site.add("Sanctions one")
+            poll(app)  # old-hook answers 410: disabled; ops is told
+            site.server.reply("/feed.xml", 410, b"gone")
+            clock.advance(hours=1)
+            poll(app)  # the feed answers 410: disabled; ops is told
+            feeds = app.feeds()
+        finally:
+            app.close()
+    notices = [d.json for d in receiver.deliveries]
+    assert [n["type"] for n in notices] == ["notice", "notice"]
+    assert all(d.verified for d in receiver.deliveries)
+    subjects = [n["data"]["subject"] for n in notices]
+    assert subjects == ["subscriber old-hook disabled", "feed news disabled"]
+    assert "410" in notices[1]["data"]["text"]
+    (feed,) = feeds
+    assert feed.disabled_at is not None
+    assert "410" in str(feed.disabled_reason)

@@ -190,23 +190,12 @@ def test_jitter_adds_at_most_the_policy_fraction(jitter: float) -> None:
             None,
             ServerHints(),
             id="no-cache-also-ignores-expires",
-            marks=pytest.mark.xfail(
-                reason="decide.server_hints: with no-cache/no-store (or any max-age present) "
-                "Expires must be ignored (RFC 9111 §5.3, §5.2.2.4); the code uses Expires "
-                "whenever max_age ended up None",
-                strict=True,
-            ),
         ),
         pytest.param(
             {"expires": "Sat Nov 28 13:00:00 2026"},
             None,
             ServerHints(expires_in=3600.0),
             id="expires-in-asctime-form",
-            marks=pytest.mark.xfail(
-                reason="decide._http_date drops naive datetimes, so the asctime HTTP-date "
-                "form (which recipients must accept, RFC 9110 §5.6.7) is ignored",
-                strict=True,
-            ),
         ),
     ],
 )
@@ -276,11 +265,6 @@ def test_rate_limited_is_never_an_error_and_never_disables() -> None:
     assert decision == NextPoll(NOW + timedelta(hours=2))
 
 
-@pytest.mark.xfail(
-    reason="decide.schedule_next caps a rate-limited delay at MAX_RETRY_AFTER (1 day) "
-    "even when the feed's interval is longer, so a 429/503 polls sooner than usual",
-    strict=True,
-)
 def test_rate_limited_never_polls_sooner_than_the_interval() -> None:
     policy = replace(POLICY, max_interval=30 * DAY)
 

@@ -47,6 +47,8 @@ class FeedForUpdate:
     consecutive_errors: int = 0
     #: First error of the current run of errors (None when the last poll went well).
     failing_since: datetime | None = None
+    #: The RSS <ttl> of the last document fetched (a 304 repeats that document).
+    ttl_minutes: int | None = None
     #: Tags from feeds.yaml (used by rules and subscribers).
     tags: tuple[str, ...] = ()
     #: Lease token when the feed was claimed; the commit is fenced on it.
@@ -274,11 +276,15 @@ class FeedUpdateIntent:
     http_status: int | None = None
     items: tuple[ItemIntent, ...] = ()
     alerts: tuple[AlertIntent, ...] = ()
+    #: The document's RSS <ttl> (stored on "ok"; a 304 reuses it).
+    ttl_minutes: int | None = None
     #: Disable the feed, with this reason (410 Gone, failing for too long).
     disable_reason: str | None = None
     #: Where every redirect of this fetch was permanent (301/308), the final URL;
     #: storage switches the feed to it once seen on several polls in a row.
     moved_to: str | None = None
+    #: Operator notices to queue with this commit (e.g. the feed was disabled).
+    notices: tuple[Notice, ...] = ()
     #: Deliveries of the alerts; written only for alerts this commit inserts.
     deliveries: tuple[DeliveryIntent, ...] = ()
 
@@ -455,9 +461,22 @@ class SubscriberSpec:
     schedule: DigestSchedule | None = None
     email: EmailSettings | None = None
     webhook: WebhookSettings | None = None
+    #: Also receives operator notices (a feed or subscriber disabled, a feed moved).
+    notices: bool = False
 
 
 # --------------------------------------------------------------------------- delivery
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An operator notice for subscriber ``subscriber`` (one with ``notices: true``)."""
+
+    subscriber: str
+    #: One line: what happened ("feed un-news disabled").
+    subject: str
+    #: A few lines: why, and what to do.
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,6 +540,9 @@ class DeliveryJob:
     lease_token: str = ""
     #: A test message (``feedwatch subscribers test``), never stored.
     test: bool = False
+    #: For ``kind == "notice"``: the operator notice.
+    notice_subject: str = ""
+    notice_text: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -685,12 +685,18 @@ class _SchedulerModel(_Model):
         return self
 
 
-_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\s]+)):(?P<port>\d{1,5})\Z")
+_LISTEN = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\s\[\]]+)):(?P<port>\d{1,5})\Z")
 
 
 def _listen(value: str) -> str:
     m = _LISTEN.match(value.strip())
-    if m is None or not 0 <= int(m["port"]) <= 65535:
+    ok = m is not None and 0 <= int(m["port"]) <= 65535
+    if ok and m is not None and m["v6"] is not None:
+        try:
+            ipaddress.IPv6Address(m["v6"])
+        except ValueError:
+            ok = False
+    if not ok:
         raise ValueError(f"expected HOST:PORT such as 127.0.0.1:8080 or [::1]:8080, got {value!r}")
     return value.strip()
 
@@ -826,12 +832,12 @@ def _all_or_names(value: object) -> str:
 
 
 def _rule_refs(value: object) -> object:
-    if value == "all":
+    if value in ("all", "none"):
         return value
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of rule names, or all; got {_kind(value)}")
+        raise ValueError(f"expected a list of rule names, all, or none; got {_kind(value)}")
     if not value:
-        raise ValueError("name at least one rule, or write: all")
+        raise ValueError("name at least one rule, or write: all (or none, for notices only)")
     return value
 
 
@@ -839,7 +845,7 @@ class _SubscriberModel(_Model):
     name: _Name
     # Names are checked against the rules, feeds and tags defined (see _cross_check).
     rules: Annotated[
-        Annotated[list[str], Tag("names")] | Annotated[Literal["all"], Tag("all")],
+        Annotated[list[str], Tag("names")] | Annotated[Literal["all", "none"], Tag("all")],
         Discriminator(_all_or_names),
         BeforeValidator(_rule_refs),
     ]
@@ -849,6 +855,8 @@ class _SubscriberModel(_Model):
     schedule: str | None = None
     email: _EmailModel | None = None
     webhook: _WebhookModel | None = None
+    #: Also receive operator notices (a feed or subscriber disabled).
+    notices: bool = False
 
     @field_validator("schedule")
     @classmethod
@@ -1069,6 +1077,12 @@ def _cross_check(data: dict[str, object], doc: _Doc) -> Iterator[ConfigProblem]:
         yield from _references(doc, sub, loc, "rules", "rule", names["rules"], allow_all=True)
         yield from _references(doc, sub, loc, "feeds", "feed", names["feeds"])
         yield from _references(doc, sub, loc, "tags", "tag", sorted(tags))
+        if sub.get("rules") == "none" and sub.get("notices") is not True:
+            yield doc.problem(
+                (*loc, "rules"),
+                "rules: none receives nothing; add notices: true for operator notices, "
+                "or name rules",
+            )
         channels = [c for c in ("email", "webhook") if sub.get(c) is not None]
         if not channels:
             yield doc.problem(loc, "no channel: add email: or webhook:")
@@ -1122,6 +1136,19 @@ def _interval_problems(
     yield from check(("scheduler", "interval"), sched.interval)
     if "interval" in _as_dict(data.get("defaults")):
         yield from check(("defaults", "interval"), model.defaults.interval)
+    elif (
+        sched.interval is None
+        and any(f.interval is None for f in model.feeds)
+        and not sched.min_interval <= DEFAULT_INTERVAL <= sched.max_interval
+    ):
+        # The built-in default applies to some feed: it must fit the bounds too.
+        yield doc.problem(
+            ("scheduler",),
+            f"the default interval {format_duration(DEFAULT_INTERVAL)} (used by feeds "
+            "without one) is outside scheduler.min_interval..scheduler.max_interval; "
+            "set scheduler.interval",
+            at_key=True,
+        )
     for i, feed in enumerate(model.feeds):
         yield from check(("feeds", i, "interval"), feed.interval)
 
@@ -1154,7 +1181,7 @@ def _references(
     allow_all: bool = False,
 ) -> Iterator[ConfigProblem]:
     refs = item.get(key)
-    if (allow_all and refs == "all") or not isinstance(refs, list):
+    if (allow_all and refs in ("all", "none")) or not isinstance(refs, list):
         return
     for j, ref in enumerate(refs):
         if not isinstance(ref, str) or ref in known:
@@ -1286,7 +1313,8 @@ def _subscriber(model: _SubscriberModel) -> SubscriberSpec:
         name=model.name,
         channel="email" if email is not None else "webhook",
         spec_json=json.dumps(data, sort_keys=True, ensure_ascii=False),
-        rules=None if model.rules == "all" else tuple(model.rules),
+        rules=None if model.rules == "all" else () if model.rules == "none" else tuple(model.rules),
+        notices=model.notices,
         feeds=None if model.feeds is None else tuple(model.feeds),
         tags=None if model.tags is None else tuple(model.tags),
         mode=model.mode,

@@ -407,7 +407,8 @@ def make_app(
     return Feedwatch(
         config,
         storage if storage is not None else open_storage(config.database_url),
-        fetcher_factory=fetcher_factory or (lambda: HttpFetcher(config.fetch)),
+        fetcher_factory=fetcher_factory
+        or (lambda: HttpFetcher(config.fetch, clock=clock or _utcnow)),
         channels_factory=channels_factory,
         clock=clock or _utcnow,
         rand=rand or random.random,

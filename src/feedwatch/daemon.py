@@ -133,7 +133,7 @@ class Daemon:
         self.config = config
         self.app = make_app(config, clock=self._clock)
         self.app.sync()  # StorageError goes to the caller: exit 3
-        self._fetcher = HttpFetcher(config.fetch)
+        self._fetcher = HttpFetcher(config.fetch, clock=self._clock)
         self._parser = ParsePool(budget=config.scheduler.parse_timeout)
         self._pipeline = self._make_pipeline(self.app)
         loop = asyncio.get_running_loop()

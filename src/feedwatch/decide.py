@@ -12,7 +12,7 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 from ._model import EntryForUpdate, Item, ItemChange, ItemIntent, SchedulerOptions
@@ -137,11 +137,13 @@ def server_hints(headers: Mapping[str, str], ttl_minutes: int | None, now: datet
     max_age: float | None = None
     cache_control = headers.get("cache-control", "")
     m = _MAX_AGE.search(cache_control)
-    if m is not None and not _NO_CACHE.search(cache_control):
+    no_cache = _NO_CACHE.search(cache_control) is not None
+    if m is not None and not no_cache:
         max_age = float(m.group(1))
     expires_in: float | None = None
     expires = _http_date(headers.get("expires"))
-    if expires is not None and max_age is None:  # max-age wins over Expires (RFC 9111 §5.3)
+    # Cache-Control (a max-age, or no-cache/no-store) wins over Expires (RFC 9111 §5.3).
+    if expires is not None and m is None and not no_cache:
         date = _http_date(headers.get("date")) or now
         expires_in = max((expires - date).total_seconds(), 0.0)
     ttl = float(ttl_minutes) * 60 if ttl_minutes is not None and ttl_minutes > 0 else None
@@ -155,7 +157,8 @@ def _http_date(value: str | None) -> datetime | None:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    return parsed if parsed.tzinfo is not None else None
+    # The obsolete asctime form has no zone; HTTP dates are always GMT (RFC 9110 §5.6.7).
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def adaptive_interval(publish_times: Sequence[datetime], policy: SchedulerOptions) -> float | None:
@@ -204,7 +207,8 @@ def schedule_next(
         delay = policy.max_interval
     elif outcome is Outcome.RATE_LIMITED:
         asked = retry_after if retry_after is not None else base
-        delay = min(max(asked, base), MAX_RETRY_AFTER.total_seconds())
+        # Never sooner than the interval; a Retry-After counts up to a day beyond it.
+        delay = min(max(asked, base), max(MAX_RETRY_AFTER.total_seconds(), base))
     elif outcome is Outcome.ERROR:
         since = failing_since or now
         if (now - since).total_seconds() >= policy.disable_after:

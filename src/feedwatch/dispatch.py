@@ -25,7 +25,7 @@ from typing import Protocol
 
 from . import _failpoints as failpoints
 from ._logging import event, get_logger
-from ._model import DeliveryJob, SendResult, SubscriberSpec
+from ._model import DeliveryJob, Notice, SendResult, SubscriberSpec
 from .outbox import DeliveryState, after_attempt
 from .storage.base import StorageType
 
@@ -160,6 +160,7 @@ class Dispatcher:
                 code=outcome.code,
                 error=outcome.error if outcome.status is not DeliveryState.SENT else "",
                 disable_reason=outcome.disable_reason,
+                notices=self._disabled_notices(job.subscriber, outcome.disable_reason),
             )
             level = logging.INFO if outcome.status is DeliveryState.SENT else logging.WARNING
             event(
@@ -195,6 +196,20 @@ class Dispatcher:
                 next_attempt_at=outcome.next_attempt_at,
                 recorded=recorded,
             )
+
+    def _disabled_notices(self, name: str, reason: str | None) -> tuple[Notice, ...]:
+        if reason is None:
+            return ()
+        text = (
+            f"feedwatch disabled the subscriber {name}: {reason}.\n"
+            "Its pending deliveries were marked failed. Change its settings in the "
+            "configuration, or run `feedwatch deliveries retry --failed`, to enable it again."
+        )
+        return tuple(
+            Notice(s.name, f"subscriber {name} disabled", text)
+            for s in self._subscribers.values()
+            if s.notices and s.name != name
+        )
 
     async def _send(self, job: DeliveryJob, sub: SubscriberSpec) -> SendResult:
         sender = self._senders.get(sub.channel)

@@ -285,6 +285,8 @@ def _subject(job: DeliveryJob, sub: SubscriberSpec) -> str:
     name = header_text(sub.name)
     if job.test:
         subject = f"[feedwatch] TEST message for subscriber {name}"
+    elif job.kind == "notice":
+        subject = f"[feedwatch] notice: {header_text(job.notice_subject)}"
     elif job.kind == "digest":
         subject = f"[feedwatch] Digest for {name}: {_plural(len(job.alerts), 'alert')}"
         if job.window_start is not None and job.window_end is not None:
@@ -314,7 +316,13 @@ def _bodies(job: DeliveryJob, sub: SubscriberSpec) -> tuple[str, str]:
             sample = "Below is how alerts will look (samples, not real alerts)."
             text.append(sample)
             parts.append(f"<p>{html.escape(sample)}</p>")
-    if job.kind == "digest" and not job.test:
+    if job.kind == "notice" and not job.test:
+        heading = f"Operator notice: {header_text(job.notice_subject)}"
+        text.append(heading)
+        text.append(job.notice_text)
+        parts.append(f"<h1>{html.escape(heading)}</h1>")
+        parts += [f"<p>{html.escape(line)}</p>" for line in job.notice_text.splitlines()]
+    elif job.kind == "digest" and not job.test:
         intro = f"Digest for {name}: {_plural(len(job.alerts), 'alert')}"
         if job.window_start is not None and job.window_end is not None:
             intro += f" between {_window(job.window_start, job.window_end)}"

@@ -36,6 +36,7 @@ from ._model import (
     FetchResult,
     ItemIntent,
     MatchInput,
+    Notice,
     ParsedFeed,
     PollStatus,
     SchedulerOptions,
@@ -163,6 +164,7 @@ class Pipeline:
                     feed, polled_at, Outcome.OK, hints=hints, publish_times=publish_times
                 ).at,
                 moved_to=fetched.permanent_redirect,
+                ttl_minutes=parsed.ttl_minutes,
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
                 feed_title=parsed.title,
@@ -207,7 +209,8 @@ class Pipeline:
     def _commit_not_modified(
         self, feed: FeedForUpdate, polled_at: datetime, fetched: FetchResult
     ) -> PollResult:
-        hints = server_hints(fetched.headers, None, polled_at)
+        # A 304 repeats the document we hold: its <ttl> still counts.
+        hints = server_hints(fetched.headers, feed.ttl_minutes, polled_at)
         self._storage.commit_feed(
             FeedUpdateIntent(
                 feed_id=feed.id,
@@ -257,6 +260,15 @@ class Pipeline:
                     status=poll_status,
                     next_poll_at=decision.at,
                     disable_reason=decision.disable_reason,
+                    notices=self._notices(
+                        f"feed {feed.name} disabled",
+                        f"feedwatch disabled the feed {feed.name} ({feed.url}).\n"
+                        f"Reason: {decision.disable_reason}.\n"
+                        "It is no longer polled. Fix or change the feed in the configuration "
+                        "(any change to it enables it again), or remove it.",
+                    )
+                    if decision.disable_reason is not None
+                    else (),
                     # Validators stay as they were: storage keeps them on error.
                     etag=feed.etag,
                     last_modified=feed.last_modified,
@@ -277,6 +289,10 @@ class Pipeline:
             error_kind=exc.kind.value,
             error=exc.message,
         )
+
+    def _notices(self, subject: str, text: str) -> tuple[Notice, ...]:
+        """The operator notice for every subscriber that takes notices."""
+        return tuple(Notice(s.name, subject, text) for s in self._subscribers if s.notices)
 
     def _next(
         self,

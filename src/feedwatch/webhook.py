@@ -25,12 +25,18 @@ Unicode code points, not bytes or UTF-16 code units, and ``end`` is exclusive.
 A field shown as ``… | null`` is null when unknown::
 
     {
-      "type": "alert.created" | "digest.created" | "test",
+      "type": "alert.created" | "digest.created" | "notice" | "test",
       "version": 1,
       "id": "<message id: equals the webhook-id header>",
       "timestamp": "<when the delivery was created, e.g. 2026-03-01T12:00:00Z>",
       "data": <one of the objects below, by type>
     }
+
+``notice``, to subscribers with ``notices: true``, when feedwatch disabled a feed
+(410 Gone, failing too long) or a subscriber (its webhook answered 410)::
+
+    {"subscriber": "<subscriber name>", "subject": "feed un-news disabled",
+     "text": "<what happened, why, and what to do; several lines>"}
 
 ``alert.created``, one alert, sent as soon as it is raised::
 
@@ -151,6 +157,9 @@ def payload(job: DeliveryJob, sub: SubscriberSpec) -> bytes:
         kind, data = "alert.created", {"subscriber": sub.name, **_alert_entry(job.alerts[0])}
     elif job.kind == "digest":
         kind, data = "digest.created", _digest_data(job, sub)
+    elif job.kind == "notice":
+        kind = "notice"
+        data = {"subscriber": sub.name, "subject": job.notice_subject, "text": job.notice_text}
     else:
         raise ValueError(f"job {job.id} has an unknown kind {job.kind!r}")
     document = {

@@ -138,6 +138,8 @@ class FeedRow(_Table, table=True):
     moved_seen: int = _col(Integer, nullable=False, server_default="0")
     #: ... becomes the URL polled (``url`` stays as configured).
     fetch_url: str | None = _col(Text)
+    #: RSS <ttl> of the last document fetched, minutes (a 304 repeats that document).
+    ttl_minutes: int | None = _col(Integer)
 
 
 class ItemRow(_Table, table=True):
@@ -230,7 +232,7 @@ class DeliveryRow(_Table, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = _col(Integer, ForeignKey("subscribers.id"), nullable=False)
-    #: "alert" (immediate, one alert) or "digest".
+    #: "alert" (immediate, one alert), "digest" or "notice" (for operators).
     kind: str = _col(String(16), nullable=False)
     #: The alert of an immediate delivery (None for digests).
     alert_id: int | None = _col(Integer, ForeignKey("alerts.id"))
@@ -254,6 +256,9 @@ class DeliveryRow(_Table, table=True):
     last_code: int | None = _col(Integer)
     last_error: str | None = _col(Text)
     lease_owner: str | None = _col(String(200))
+    #: For kind "notice": the operator notice itself.
+    notice_subject: str | None = _col(Text)
+    notice_text: str | None = _col(Text)
 
 
 class DeliveryAlertRow(_Table, table=True):

@@ -19,6 +19,7 @@ from .._model import (
     FeedForUpdate,
     FeedSpec,
     FeedUpdateIntent,
+    Notice,
     RuleSpec,
     SubscriberSpec,
 )
@@ -163,12 +164,13 @@ class StorageType(Protocol):
         code: int | None,
         error: str,
         disable_reason: str | None = None,
+        notices: Sequence[Notice] = (),
     ) -> bool:
         """Record one attempt ("sent", "pending" with ``next_attempt_at``, or "failed"),
         fenced on the claim: False (nothing written) if ``token`` no longer holds it.
 
-        ``disable_reason`` disables the delivery's subscriber and fails its other
-        pending deliveries with that reason.
+        ``disable_reason`` disables the delivery's subscriber, fails its other
+        pending deliveries with that reason, and queues ``notices`` (for operators).
         """
 
     def list_deliveries(

@@ -75,6 +75,7 @@ from .._model import (
     Item,
     ItemChange,
     ItemIntent,
+    Notice,
     PollStatus,
     RuleSpec,
     Span,
@@ -265,8 +266,19 @@ class SqlStorage(StorageType):
             if changed.get("active") is True:
                 extra["next_poll_at"] = now
             if changed:
-                # A disabled feed whose configuration changed deserves a new try.
-                extra.update(disabled_at=None, disabled_reason=None, failing_since=None)
+                # A disabled feed whose configuration changed deserves a new try, now,
+                # with its backoff starting from scratch.
+                was_disabled = FEEDS.c.disabled_at.is_not(None)
+                extra.update(
+                    disabled_at=None,
+                    disabled_reason=None,
+                    failing_since=None,
+                    consecutive_errors=case((was_disabled, 0), else_=FEEDS.c.consecutive_errors),
+                )
+                if "next_poll_at" not in extra:
+                    extra["next_poll_at"] = case(
+                        (was_disabled, literal(now, UTCDateTime())), else_=FEEDS.c.next_poll_at
+                    )
             return extra
 
         def touched(changed: Mapping[str, Any]) -> dict[str, Any]:
@@ -395,6 +407,7 @@ class SqlStorage(StorageType):
                 new_ids, updated = self._write_items(conn, intent)
                 alerts = self._write_alerts(conn, intent, new_ids)
                 deliveries = self._write_deliveries(conn, intent, alerts)
+                deliveries += self._write_notices(conn, intent.notices, intent.polled_at)
         except _LeaseLost:
             return CommitResult(written=False)
         return CommitResult(
@@ -691,6 +704,7 @@ class SqlStorage(StorageType):
             values["last_error"] = None
             values["last_success_at"] = intent.polled_at
             if intent.status is PollStatus.OK:
+                values["ttl_minutes"] = intent.ttl_minutes
                 # A 200 replaces the validators; missing ones are cleared.
                 values["etag"] = intent.etag
                 values["last_modified"] = intent.last_modified
@@ -884,6 +898,26 @@ class SqlStorage(StorageType):
             written += len(list(conn.execute(statement, immediate)))
         return written
 
+    def _write_notices(self, conn: Connection, notices: Sequence[Notice], now: datetime) -> int:
+        """Queue operator notices (for active, enabled subscribers) in this transaction."""
+        if not notices:
+            return 0
+        query = select(SUBSCRIBERS.c.id, SUBSCRIBERS.c.name).where(
+            SUBSCRIBERS.c.active.is_(True),
+            SUBSCRIBERS.c.disabled_at.is_(None),
+            SUBSCRIBERS.c.name.in_({n.subscriber for n in notices}),
+        )
+        ids = {row.name: row.id for row in conn.execute(query)}
+        rows = [
+            _new_delivery(ids[n.subscriber], "notice", now)
+            | {"notice_subject": n.subject, "notice_text": n.text}
+            for n in notices
+            if n.subscriber in ids
+        ]
+        if rows:
+            conn.execute(DELIVERIES.insert(), rows)
+        return len(rows)
+
     def _add_to_digest(
         self, conn: Connection, subscriber_id: int, alert_id: int, d: DeliveryIntent, now: datetime
     ) -> int:
@@ -964,6 +998,8 @@ class SqlStorage(StorageType):
                         DELIVERIES.c.created_at,
                         DELIVERIES.c.window_start,
                         DELIVERIES.c.window_end,
+                        DELIVERIES.c.notice_subject,
+                        DELIVERIES.c.notice_text,
                     )
                 )
             )
@@ -1006,6 +1042,8 @@ class SqlStorage(StorageType):
                 window_start=row.window_start,
                 window_end=row.window_end,
                 lease_token=token,
+                notice_subject=row.notice_subject or "",
+                notice_text=row.notice_text or "",
             )
             for row in rows
         ]
@@ -1070,6 +1108,7 @@ class SqlStorage(StorageType):
         code: int | None,
         error: str,
         disable_reason: str | None = None,
+        notices: Sequence[Notice] = (),
     ) -> bool:
         _require_aware(now, "now")
         values: dict[str, Any] = {
@@ -1112,6 +1151,7 @@ class SqlStorage(StorageType):
                         updated_at=now,
                     )
                 )
+                self._write_notices(conn, notices, now)
         return True
 
     def list_deliveries(
@@ -1170,7 +1210,7 @@ class SqlStorage(StorageType):
                     last_code=row.last_code,
                     last_error=row.last_error,
                     rules=tuple(dict.fromkeys(info[a][0] for a in alerts)),
-                    title=info[alerts[0]][1] if alerts else "",
+                    title=info[alerts[0]][1] if alerts else (row.notice_subject or ""),
                     alerts=len(alerts),
                     window_start=row.window_start,
                     window_end=row.window_end,
@@ -1611,6 +1651,7 @@ _FEED_FOR_UPDATE_COLUMNS = (
     FEEDS.c.interval,
     FEEDS.c.consecutive_errors,
     FEEDS.c.failing_since,
+    FEEDS.c.ttl_minutes,
     FEEDS.c.tags,
 )
 
@@ -1628,6 +1669,7 @@ def _feed_for_update(row: _Row, *, lease_token: str | None) -> FeedForUpdate:
         interval=float(row.interval),
         consecutive_errors=row.consecutive_errors,
         failing_since=row.failing_since,
+        ttl_minutes=row.ttl_minutes,
         tags=tuple(row.tags or ()),
         lease_token=lease_token,
     )

@@ -1,4 +1,4 @@
-"""Feed polling policy: failing_since, disabled feeds, permanent redirects.
+"""Feed polling policy (failing_since, disabled feeds, permanent redirects); notices.
 
 Revision ID: 0003
 Revises: 0002
@@ -31,11 +31,19 @@ def upgrade() -> None:
             sa.Column("moved_seen", sa.Integer(), nullable=False, server_default="0")
         )
         batch.add_column(sa.Column("fetch_url", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("ttl_minutes", sa.Integer(), nullable=True))
+    with op.batch_alter_table("deliveries") as batch:
+        batch.add_column(sa.Column("notice_subject", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("notice_text", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_column("notice_text")
+        batch.drop_column("notice_subject")
     with op.batch_alter_table("feeds") as batch:
         for column in (
+            "ttl_minutes",
             "fetch_url",
             "moved_seen",
             "moved_candidate",
