@@ -234,3 +234,46 @@ def test_an_invalid_configuration_stops_the_daemon_at_start(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "tick" in result.stderr
     assert "min_interval" in result.stderr
+
+
+def test_status_shows_failing_and_disabled_feeds(tmp_path: Path, site: LoopbackServer) -> None:
+    site.reply("/gone.xml", 410, b"gone")
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        f"""
+database: {json.dumps(f"sqlite:///{tmp_path / 'fw.db'}")}
+fetch: {{allow_networks: [127.0.0.1/32], timeout: 5s, connect_timeout: 2s}}
+feeds:
+  - {{name: calm, url: {json.dumps(site.url("/calm.xml"))}}}
+  - {{name: gone, url: {json.dumps(site.url("/gone.xml"))}}}
+  - {{name: down, url: "http://127.0.0.1:9/feed.xml"}}
+""",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+
+    def feedwatch(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(FEEDWATCH), "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE,
+            check=False,
+            env=env,
+        )
+
+    assert feedwatch("poll").returncode == 1
+    status = feedwatch("status")
+    as_json = json.loads(feedwatch("status", "--json").stdout)
+    feeds = feedwatch("feeds")
+
+    assert status.returncode == 1
+    assert "failing" in status.stdout
+    assert "down" in status.stdout
+    assert "disabled" in status.stdout
+    assert "gone: HTTP 410" in status.stdout
+    assert as_json["feeds"] == {"ok": 1, "error": 1, "disabled": 1}
+    assert [f["feed"] for f in as_json["failing"]] == ["down"]
+    assert [f["feed"] for f in as_json["disabled"]] == ["gone"]
+    assert as_json["deliveries"] == {"pending": 0, "oldest_pending_age": None, "failed": 0}
+    assert "disabled" in feeds.stdout

@@ -422,11 +422,17 @@ def feeds(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
         table.add_column(name, overflow="fold" if name == "last error" else "ellipsis")
     for f in rows:
         error = f"{f.last_error_kind}: {f.last_error}" if f.last_error else ""
+        status = (f.status or "never polled").replace("_", " ")
+        if f.disabled_at is not None:
+            status = "disabled"
+            error = f"{f.disabled_reason}" + (f" (last: {error})" if error else "")
+        if f.moved_to:
+            error = f"moved permanently to {f.moved_to}" + (f"; {error}" if error else "")
         table.add_row(
             f.name if f.active else f"{f.name} (removed)",
-            (f.status or "never polled").replace("_", " "),
+            Text(status, style="red" if f.disabled_at else ""),
             _ago(f.last_poll_at, now),
-            _ago(f.next_poll_at, now) if f.active else "",
+            _ago(f.next_poll_at, now) if f.active and f.disabled_at is None else "",
             str(f.item_count),
             str(f.consecutive_errors),
             error,
