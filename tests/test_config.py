@@ -16,7 +16,10 @@ from feedwatch._model import (
     EmailSettings,
     FeedSpec,
     FetchOptions,
+    RetentionOptions,
     RuleSpec,
+    SchedulerOptions,
+    ServerOptions,
     WebhookSettings,
 )
 from feedwatch._utils import format_duration, format_size, parse_duration, parse_size, suggest
@@ -1069,11 +1072,45 @@ def test_shipped_subscriber_examples_are_valid() -> None:
     uncommented = "subscribers:\n" + "".join(
         line.removeprefix("#").removeprefix(" ") + "\n" for line in tail.splitlines()
     )
-    env = {"SMTP_USER": "fw", "SMTP_PASSWORD": "pw", "WEBHOOK_SECRET": SECRET}
+    env = {
+        "SMTP_USER": "fw",
+        "SMTP_PASSWORD": "pw",
+        "WEBHOOK_SECRET": SECRET,
+        "OPS_WEBHOOK_SECRET": SECRET,
+    }
 
     config = parse_config(head + uncommented, env=env)
 
     assert [(s.name, s.channel) for s in config.subscribers] == [
         ("desk", "email"),
+        ("ops", "webhook"),
         ("chat", "webhook"),
     ]
+    ops = config.subscribers[1]
+    assert (ops.rules, ops.notices) == ((), True)
+
+
+def test_shipped_daemon_examples_are_valid_and_are_the_defaults() -> None:
+    """The commented-out scheduler/server/retention sections of feeds.yaml validate,
+    and say the defaults (apart from the optional token)."""
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# scheduler:")
+    sections = ("# scheduler:", "# server:", "# retention:")
+    block: list[str] = []
+    for line in lines[start:]:
+        if not (line.startswith("#   ") or line in sections):
+            break
+        block.append(line.removeprefix("#").removeprefix(" "))
+    text = "\n".join(block) + "\n"
+    assert [line for line in block if not line.startswith(" ")] == [
+        "scheduler:",
+        "server:",
+        "retention:",
+    ]
+
+    config = parse_config(text + "feeds: []\n", env={"FEEDWATCH_API_TOKEN": "t0ken"})
+
+    assert config.scheduler == SchedulerOptions()
+    assert config.retention == RetentionOptions()
+    assert (config.server.host, config.server.port) == (ServerOptions().host, ServerOptions().port)
+    assert config.server.token == "t0ken"
