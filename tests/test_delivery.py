@@ -10,6 +10,7 @@ subprocess and kill it with SIGKILL at a fail point.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import json
@@ -572,3 +573,45 @@ def test_operators_are_told_when_a_feed_or_a_subscriber_is_disabled(
     (feed,) = feeds
     assert feed.disabled_at is not None
     assert "410" in str(feed.disabled_reason)
+
+
+def test_concurrent_dispatchers_never_claim_the_same_delivery(db_url: str) -> None:
+    """Two dispatchers (threads, each with its own token) drain one outbox:
+    every delivery is claimed exactly once."""
+    import threading
+
+    storage, intent = _storage_with_alert(db_url)
+    try:
+        keys = [f"k{i}" for i in range(40)]
+        storage.commit_feed(
+            dataclasses.replace(
+                intent,
+                items=tuple(ItemIntent(make_item(k), ItemChange.NEW) for k in keys),
+                alerts=tuple(AlertIntent("r", k) for k in keys),
+                deliveries=tuple(DeliveryIntent("now", "r", k) for k in keys),
+            )
+        )
+        claimed: dict[str, list[int]] = {"a": [], "b": []}
+        errors: list[BaseException] = []
+
+        def drain(token: str) -> None:
+            try:
+                while True:
+                    jobs = storage.claim_due_deliveries(T0, 3, 600, token)
+                    if not jobs:
+                        return
+                    claimed[token] += [j.id for j in jobs]
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=drain, args=(t,)) for t in claimed]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        storage.close()
+    assert errors == []
+    everything = claimed["a"] + claimed["b"]
+    assert len(everything) == len(keys)
+    assert len(set(everything)) == len(keys)

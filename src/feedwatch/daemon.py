@@ -103,6 +103,11 @@ class Daemon:
         self._draining = False
         self._last_tick: float | None = None
         self._dispatching = False
+        #: Dispatch and retention runs in progress (awaited at shutdown), and
+        #: an event set while there are none.
+        self._jobs_running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._scheduler: AsyncIOScheduler | None = None
         # Set by _load.
         self.config: Config
@@ -218,6 +223,10 @@ class Daemon:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
                 event(log, logging.WARNING, "polls cancelled at shutdown", polls=len(pending))
+        # A dispatch or retention run in progress finishes (bounded) before the
+        # database goes away under it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), SHUTDOWN_GRACE)
         with contextlib.suppress(Exception):
             await server.stop()
         await self._fetcher.aclose()
@@ -227,6 +236,15 @@ class Daemon:
         event(log, logging.INFO, "daemon stopped")
 
     # ------------------------------------------------------------------ jobs
+
+    def _job_started(self) -> None:
+        self._jobs_running += 1
+        self._idle.clear()
+
+    def _job_done(self) -> None:
+        self._jobs_running -= 1
+        if self._jobs_running == 0:
+            self._idle.set()
 
     async def _tick(self) -> None:
         now_mono = time.monotonic()
@@ -268,6 +286,7 @@ class Daemon:
         if self._draining:
             return
         self._dispatching = True
+        self._job_started()
         try:
             summary = await self.app.dispatch(synced=True)
         except StorageError as exc:
@@ -275,6 +294,7 @@ class Daemon:
             return
         finally:
             self._dispatching = False
+            self._job_done()
         for result in summary.results:
             self.metrics.observe_delivery(result)
 
@@ -290,6 +310,7 @@ class Daemon:
         )
         if items_before is None and deliveries_before is None:
             return
+        self._job_started()
         try:
             removed = await asyncio.to_thread(
                 self.app.storage.purge, items_before, deliveries_before
@@ -297,6 +318,8 @@ class Daemon:
         except StorageError as exc:
             event(log, logging.ERROR, "retention failed", error=str(exc))
             return
+        finally:
+            self._job_done()
         if any(removed.values()):
             event(log, logging.INFO, "retention", **removed)
 
