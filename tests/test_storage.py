@@ -925,3 +925,15 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
 
     assert "secret" not in str(caught.value)
     storage.close()
+
+
+def test_schema_head_is_alembics_head() -> None:
+    """SCHEMA_HEAD (which lets a database at head skip Alembic) names the newest revision."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from feedwatch.storage.sql import MIGRATIONS_DIR, SCHEMA_HEAD
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD

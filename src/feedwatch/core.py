@@ -39,7 +39,7 @@ from .types import (
     SubscriberStatus,
 )
 from .webhook import WebhookSender
-from .workers import ParsePool
+from .workers import ParsePool, parse_workers
 
 #: The window of :attr:`RuleStatus.alerts_7d`.
 RECENT_ALERTS = timedelta(days=7)
@@ -159,7 +159,7 @@ class Feedwatch:
             on_start(len(feeds))
         started_at = self._clock()
         fetcher = self._fetcher_factory()
-        parser = ParsePool(budget=self.config.scheduler.parse_timeout)
+        parser = ParsePool(workers=parse_workers(), budget=self.config.scheduler.parse_timeout)
         try:
             pipeline = Pipeline(
                 self.storage,
@@ -170,6 +170,7 @@ class Feedwatch:
                 rand=self._rand,
                 subscribers=self.config.subscribers,
                 policy=self.config.scheduler,
+                max_in_flight=2 * self.config.fetch.concurrency,
             )
             results = await pipeline.poll(feeds, on_result)
         finally:

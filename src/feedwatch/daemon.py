@@ -59,7 +59,7 @@ from .pipeline import Pipeline
 from .rules import compile_rules
 from .server import HttpServer, create_app
 from .types import PollResult
-from .workers import ParsePool
+from .workers import ParsePool, parse_workers
 
 log = get_logger(__name__)
 
@@ -139,7 +139,7 @@ class Daemon:
         self.app = make_app(config, clock=self._clock)
         self.app.sync()  # StorageError goes to the caller: exit 3
         self._fetcher = HttpFetcher(config.fetch, clock=self._clock)
-        self._parser = ParsePool(budget=config.scheduler.parse_timeout)
+        self._parser = ParsePool(workers=parse_workers(), budget=config.scheduler.parse_timeout)
         self._pipeline = self._make_pipeline(self.app)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

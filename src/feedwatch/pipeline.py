@@ -73,7 +73,9 @@ class Pipeline:
         rand: Callable[[], float],
         subscribers: Sequence[SubscriberSpec] = (),
         policy: SchedulerOptions = SchedulerOptions(),  # noqa: B008 - immutable
+        max_in_flight: int = 32,
     ) -> None:
+        self._max_in_flight = max(1, max_in_flight)
         self._subscribers = tuple(subscribers)
         self._policy = policy
         self._storage = storage
@@ -88,10 +90,16 @@ class Pipeline:
         feeds: Sequence[FeedForUpdate],
         on_result: Callable[[PollResult], None] | None = None,
     ) -> list[PollResult]:
-        """Poll each feed once, concurrently; results come back in input order."""
+        """Poll each feed once, concurrently; results come back in input order.
+
+        At most ``max_in_flight`` feeds are between fetch and commit at once, so
+        fetched documents cannot pile up in memory while they wait for the parser.
+        """
+        slots = asyncio.Semaphore(self._max_in_flight)
 
         async def one(feed: FeedForUpdate) -> PollResult:
-            result = await self.poll_feed(feed)
+            async with slots:
+                result = await self.poll_feed(feed)
             if on_result is not None:
                 on_result(result)
             return result

@@ -35,6 +35,14 @@ log = get_logger(__name__)
 PARSE_BUDGET = 30.0
 
 
+def parse_workers() -> int:
+    """Parse processes to run: one per core this process may use (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def _parse(content: bytes, url: str, headers: dict[str, str]) -> ParsedFeed:
     return parse_document(content, url=url, headers=headers)
 

@@ -32,13 +32,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import (
     Row,
     Select,
@@ -48,6 +43,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     literal,
     or_,
     select,
@@ -104,7 +100,15 @@ from ._tables import (
 )
 from .base import StorageType, SyncReport
 
-__all__ = ["DEFAULT_BUSY_TIMEOUT", "SqlStorage", "alembic_config", "open_storage"]
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+__all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_HEAD", "SqlStorage", "alembic_config", "open_storage"]
+
+#: The newest migration (``migrations/versions``). A database already there is
+#: not handed to Alembic at all, which keeps every command's start-up short;
+#: ``tests/test_storage.py`` checks this against Alembic's own head.
+SCHEMA_HEAD = "0003"
 
 #: Seconds a SQLite writer waits for another writer before "database is locked".
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -165,6 +169,8 @@ def alembic_config(connection: Connection) -> Config:
     Built in code (no ``alembic.ini``); ``migrations/env.py`` takes the connection
     from ``config.attributes["connection"]``.
     """
+    from alembic.config import Config  # only when migrating
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
@@ -200,6 +206,13 @@ class SqlStorage(StorageType):
     # ------------------------------------------------------------------ lifecycle
 
     def migrate(self) -> None:
+        if self._at_head():
+            return
+        from alembic import command  # Alembic loads only to migrate
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+        from alembic.util import CommandError
+
         with self._transaction("schema migration", write=True) as conn:
             self._pg_lock(conn, _PG_LOCK_MIGRATE)
             config = alembic_config(conn)
@@ -218,6 +231,17 @@ class SqlStorage(StorageType):
                 command.upgrade(config, "head")
             except CommandError as exc:
                 raise StorageError(f"schema migration failed on {self._where}: {exc}") from exc
+
+    def _at_head(self) -> bool:
+        """Whether the schema is exactly at :data:`SCHEMA_HEAD` (one cheap read)."""
+        try:
+            with self._transaction("reading the schema version", write=False) as conn:
+                if not inspect(conn).has_table("alembic_version"):
+                    return False
+                versions = set(conn.scalars(text("SELECT version_num FROM alembic_version")))
+        except StorageError:
+            return False  # let the migration say what is wrong
+        return versions == {SCHEMA_HEAD}
 
     def close(self) -> None:
         self._engine.dispose()
