@@ -37,8 +37,9 @@ DOC = rss(Entry("n-1", "New sanctions announced", "Sanctions text.", "https://ex
 class Daemon:
     """A running ``feedwatch run`` whose JSON log lines are collected as they come."""
 
-    def __init__(self, config: Path, tmp: Path) -> None:
+    def __init__(self, config: Path, tmp: Path, extra_env: dict[str, str] | None = None) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+        env.update(extra_env or {})
         self.pid_file = tmp / "feedwatch.pid"
         self.proc = subprocess.Popen(
             [
@@ -277,3 +278,44 @@ feeds:
     assert [f["feed"] for f in as_json["disabled"]] == ["gone"]
     assert as_json["deliveries"] == {"pending": 0, "oldest_pending_age": None, "failed": 0}
     assert "disabled" in feeds.stdout
+
+
+def test_feedwatch_reload_asks_the_daemon_over_http(tmp_path: Path, site: LoopbackServer) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "feeds.yaml"
+    write_config(config, site, f"sqlite:///{tmp_path / 'fw.db'}")
+    text = config.read_text(encoding="utf-8").replace(
+        'server: {listen: "127.0.0.1:0"}',
+        f'server: {{listen: "127.0.0.1:{port}", token: "${{FEEDWATCH_API_TOKEN}}"}}',
+    )
+    config.write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    env["FEEDWATCH_API_TOKEN"] = "s3cret"
+    daemon = Daemon(config, tmp_path, extra_env={"FEEDWATCH_API_TOKEN": "s3cret"})
+    try:
+        daemon.wait_for(lambda r: r.get("event") == "daemon started", "daemon started")
+
+        def reload(token: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(FEEDWATCH), "--config", str(config), "reload"],
+                capture_output=True,
+                text=True,
+                timeout=DEADLINE,
+                check=False,
+                env={**env, "FEEDWATCH_API_TOKEN": token},
+            )
+
+        taken = reload("s3cret")
+        assert taken.returncode == 0, taken.stderr
+        assert "configuration reloaded" in taken.stdout
+        wrong = reload("not-the-token")
+        assert wrong.returncode == 1
+        assert "HTTP 401" in wrong.stderr
+        status, _ = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200
+    finally:
+        assert daemon.stop() == 0

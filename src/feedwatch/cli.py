@@ -20,6 +20,8 @@ import os
 import signal
 import sys
 import unicodedata
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1090,18 +1092,54 @@ def run(ctx: click.Context, pid_file: Path | None) -> None:
 
 
 @main.command()
+@_common
 @click.option(
     "--pid-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The pid file given to feedwatch run --pid-file.",
+    help="Signal the daemon whose pid is here (SIGHUP) instead of asking it over HTTP.",
 )
-def reload(pid_file: Path) -> None:
-    """Tell a running daemon to reload its configuration (SIGHUP).
+@click.pass_context
+def reload(ctx: click.Context, pid_file: Path | None) -> None:
+    """Tell the running daemon to reload its configuration.
 
-    The daemon validates the file first and keeps running on the old one if it
-    is invalid (its log says why). Under systemd: systemctl reload feedwatch.
+    By default this asks the daemon over its HTTP API (``server.listen`` and
+    ``server.token`` of the configuration) and reports whether the file was
+    taken: exit 0 if so, 1 if the daemon refused it (the reason is printed;
+    it keeps running on the old one) or does not answer. With --pid-file it
+    sends SIGHUP instead (the daemon's log then says how it went), as
+    ``systemctl reload feedwatch`` does.
     """
+    if pid_file is not None:
+        _signal_reload(pid_file)
+        return
+    config = _load(ctx)
+    host = config.server.host
+    address = f"[{host}]" if ":" in host else host
+    if address in ("0.0.0.0", "[::]"):
+        address = "127.0.0.1" if address == "0.0.0.0" else "[::1]"
+    url = f"http://{address}:{config.server.port}/api/v1/reload"
+    request = urllib.request.Request(url, method="POST", data=b"")
+    if config.server.token:
+        request.add_header("Authorization", f"Bearer {config.server.token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 422:
+            detail = json.loads(exc.read() or b"{}").get("detail", "")
+            _fail(f"the daemon refused the configuration: {detail}", EXIT_FEEDS_FAILED)
+        _fail(f"the daemon at {url} answered HTTP {exc.code}", EXIT_FEEDS_FAILED)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        _fail(
+            f"no daemon answering at {url} ({reason}); is feedwatch run running "
+            "with this configuration? (or use --pid-file)",
+            EXIT_FEEDS_FAILED,
+        )
+    click.echo(str(answer.get("detail") or "configuration reloaded"))
+
+
+def _signal_reload(pid_file: Path) -> None:
     try:
         pid = int(pid_file.read_text(encoding="ascii").strip())
         os.kill(pid, signal.SIGHUP)

@@ -108,6 +108,8 @@ class Daemon:
         self._jobs_running = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        #: One reload at a time (SIGHUP and the API may ask together).
+        self._reloading = asyncio.Lock()
         self._scheduler: AsyncIOScheduler | None = None
         # Set by _load.
         self.config: Config
@@ -146,7 +148,14 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop_soon, sig)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         server = HttpServer(
-            create_app(self.app, self, self.metrics, token=config.server.token, clock=self._clock),
+            create_app(
+                self.app,
+                self,
+                self.metrics,
+                token=config.server.token,
+                clock=self._clock,
+                reload=self.reload_with_reason,
+            ),
             config.server.host,
             config.server.port,
         )
@@ -330,6 +339,15 @@ class Daemon:
 
     async def reload(self) -> bool:
         """Read the configuration again; keep the old one if the new one is invalid."""
+        ok, _detail = await self.reload_with_reason()
+        return ok
+
+    async def reload_with_reason(self) -> tuple[bool, str]:
+        """:meth:`reload`, saying what changed or why the file was refused."""
+        async with self._reloading:
+            return await self._reload()
+
+    async def _reload(self) -> tuple[bool, str]:
         try:
             config = load_config(self._path, env=os.environ, database_override=None)
         except (ConfigError, OSError) as exc:
@@ -340,7 +358,7 @@ class Daemon:
                 file=str(self._path),
                 error=str(exc),
             )
-            return False
+            return False, f"the running configuration is kept: {exc}"
         if config.database_url != self.config.database_url:
             if self._database_override is None:
                 event(
@@ -360,7 +378,7 @@ class Daemon:
             report = await asyncio.to_thread(app.sync)
         except StorageError as exc:
             event(log, logging.ERROR, "reload failed: database", error=str(exc))
-            return False
+            return False, f"the running configuration is kept: database: {exc}"
         self.config = config
         self.app = app
         self._pipeline = self._make_pipeline(app)
@@ -369,7 +387,8 @@ class Daemon:
             for kind, r in report.items()
         }
         event(log, logging.INFO, "configuration reloaded", file=str(self._path), **changes)
-        return True
+        summary = ", ".join(f"{n} {kind} changed" for kind, n in changes.items())
+        return True, f"configuration reloaded from {self._path} ({summary})"
 
     # ------------------------------------------------------------------ pid file
 

@@ -22,6 +22,7 @@ Endpoints (``token`` set: * needs ``Authorization: Bearer <token>``, ** also tak
     GET /api/v1/feeds             *   feeds with their polling state
     GET /api/v1/items             *   items: feed, rule, since, q, limit (1..500), offset
     GET /api/v1/alerts            *   alerts: rule, since, limit (1..500)
+    POST /api/v1/reload           *   re-read the configuration (the daemon only), 422 if invalid
     GET /alerts.atom              **  Atom feed of the latest 100 alerts (?rule=NAME: one rule)
     GET /rules/{name}/alerts.atom **  the same for one rule
 
@@ -168,6 +169,14 @@ class Health(BaseModel):
     #: Feeds disabled by the polling policy (410 Gone, failing too long): the daemon
     #: is healthy, but these need the operator. Each is "name: reason".
     disabled_feeds: list[str] = []
+
+
+class ReloadOut(BaseModel):
+    """The answer of ``POST /api/v1/reload``."""
+
+    reloaded: bool
+    #: What changed, or why the file was refused.
+    detail: str
 
 
 class Readiness(BaseModel):
@@ -500,11 +509,14 @@ def create_app(
     *,
     token: str | None = None,
     clock: Callable[[], datetime] = utcnow,
+    reload: Callable[[], Awaitable[tuple[bool, str]]] | None = None,
 ) -> FastAPI:
     """The daemon's ASGI app over ``fw`` (see the module docstring for the endpoints).
 
     ``token`` (if set, non-empty) guards the API and the Atom feeds; ``clock`` is
-    the time used for metrics ages and empty Atom feeds.
+    the time used for metrics ages and empty Atom feeds. ``reload``, when given,
+    backs ``POST /api/v1/reload`` (``feedwatch reload``): it re-reads the
+    configuration and says whether it was taken, and why not.
     """
     if token is not None and not token:
         raise ValueError("token must not be empty (use None for no token)")
@@ -678,6 +690,23 @@ def create_app(
         """Alerts, newest first, with where the rule matched and a snippet."""
         alerts = fw.storage.list_alerts(rule, since, limit)
         return AlertList(alerts=[_alert_out(a) for a in alerts])
+
+    if reload is not None:
+        do_reload = reload
+
+        @api.post(
+            "/reload",
+            response_model=ReloadOut,
+            responses={422: {"model": ReloadOut, "description": "Refused: invalid configuration"}},
+        )
+        async def reload_configuration() -> Any:
+            """Re-read the configuration file (like SIGHUP); an invalid one is refused and
+            the running configuration kept."""
+            ok, detail = await do_reload()
+            answer = ReloadOut(reloaded=ok, detail=detail)
+            if not ok:
+                return JSONResponse(answer.model_dump(), status_code=422)
+            return answer
 
     app.include_router(api)
 
