@@ -122,12 +122,19 @@ def _fail(message: str, status: int) -> NoReturn:
     sys.exit(status)
 
 
-def _load(ctx: click.Context) -> Config:
+def _config_source(ctx: click.Context) -> tuple[str, str | None]:
+    """The configuration file (which must exist) and the database override, from
+    the flags, else the environment."""
     opts = ctx.ensure_object(_Options)
     path = opts.config or os.environ.get("FEEDWATCH_CONFIG") or "feeds.yaml"
     database = opts.database or os.environ.get("FEEDWATCH_DATABASE_URL") or None
     if not Path(path).is_file():
         _fail(f"configuration file not found: {path}", EXIT_CONFIG)
+    return path, database
+
+
+def _load(ctx: click.Context) -> Config:
+    path, database = _config_source(ctx)
     try:
         return load_config(path, env=os.environ, database_override=database)
     except ConfigError as exc:
@@ -1075,10 +1082,7 @@ def run(ctx: click.Context, pid_file: Path | None) -> None:
 
     opts = ctx.ensure_object(_Options)
     configure_logging(logging.INFO if opts.verbose == 0 else logging.DEBUG, opts.log_format)
-    path = opts.config or os.environ.get("FEEDWATCH_CONFIG") or "feeds.yaml"
-    if not Path(path).is_file():
-        _fail(f"configuration file not found: {path}", EXIT_CONFIG)
-    database = opts.database or os.environ.get("FEEDWATCH_DATABASE_URL") or None
+    path, database = _config_source(ctx)
     daemon = Daemon(path, env=os.environ, database_override=database, pid_file=pid_file)
     try:
         status = asyncio.run(daemon.run())

@@ -128,6 +128,14 @@ class Fetcher(Protocol):
 # --------------------------------------------------------------------------- fetcher
 
 
+def _guarded_transport(options: FetchOptions, resolver: Resolver | None) -> _GuardedTransport:
+    """The connection pool whose every connection passes the address guard."""
+    guard = _AddressGuard(_parse_networks(options.allow_networks))
+    return _GuardedTransport(
+        _GuardedBackend(guard, resolver or resolve_host), max_keepalive=options.concurrency
+    )
+
+
 class _ClientOwner:
     """Owns an ``httpx.AsyncClient``: ``aclose()`` and ``async with`` close its pool."""
 
@@ -178,11 +186,7 @@ class HttpFetcher(_ClientOwner):
         self._options = options
         self._clock = clock or _utc_now
         if transport is None:
-            guard = _AddressGuard(_parse_networks(options.allow_networks))
-            transport = _GuardedTransport(
-                _GuardedBackend(guard, resolver or resolve_host),
-                max_keepalive=options.concurrency,
-            )
+            transport = _guarded_transport(options, resolver)
         self._client = httpx.AsyncClient(
             transport=transport,
             trust_env=False,
@@ -1091,11 +1095,7 @@ class WebhookClient(_ClientOwner):
         _check_limits(options)
         self._options = options
         if transport is None:
-            guard = _AddressGuard(_parse_networks(options.allow_networks))
-            transport = _GuardedTransport(
-                _GuardedBackend(guard, resolver or resolve_host),
-                max_keepalive=options.concurrency,
-            )
+            transport = _guarded_transport(options, resolver)
         self._client = httpx.AsyncClient(
             transport=transport,
             trust_env=False,

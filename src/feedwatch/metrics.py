@@ -200,7 +200,6 @@ class Metrics:
 
 def _feed_state(feed: FeedStatus) -> str:
     """``disabled`` if the feed was disabled, else its last poll status or ``new``."""
-    # getattr: FeedStatus.disabled_at is new with the daemon; older records lack it.
-    if getattr(feed, "disabled_at", None) is not None:
+    if feed.disabled_at is not None:
         return "disabled"
     return feed.status or "new"

@@ -278,8 +278,7 @@ class AlertList(BaseModel):
 
 
 def _feed_out(feed: FeedStatus) -> FeedOut:
-    # getattr: disabled_at/disabled_reason arrive with the daemon's FeedStatus.
-    disabled_at: datetime | None = getattr(feed, "disabled_at", None)
+    disabled_at = feed.disabled_at
     status = feed.status
     return FeedOut(
         name=feed.name,
@@ -296,7 +295,7 @@ def _feed_out(feed: FeedStatus) -> FeedOut:
         last_error_kind=feed.last_error_kind,
         last_error=feed.last_error,
         disabled_at=disabled_at,
-        disabled_reason=getattr(feed, "disabled_reason", None),
+        disabled_reason=feed.disabled_reason,
     )
 
 
@@ -588,11 +587,7 @@ def create_app(
         disabled: list[str] = []
         if db_problem is None:
             with contextlib.suppress(StorageError):
-                disabled = [
-                    f"{f.name}: {f.disabled_reason}"
-                    for f in fw.storage.list_feeds()
-                    if getattr(f, "disabled_at", None) is not None
-                ]
+                disabled = [f"{name}: {reason}" for name, reason in fw.storage.disabled_feeds()]
         health = Health(
             status="error" if reasons else "ok",
             database="error" if db_problem else "ok",

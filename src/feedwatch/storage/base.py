@@ -98,6 +98,10 @@ class StorageType(Protocol):
     def list_feeds(self, include_inactive: bool = False) -> list[FeedStatus]:
         """Every feed with its polling state, ordered by name."""
 
+    def disabled_feeds(self) -> list[tuple[str, str]]:
+        """(name, reason) of the active feeds the polling policy disabled, by name
+        (one cheap query: ``/healthz`` asks on every probe)."""
+
     def recent_publish_times(self, feed_id: int, limit: int = 20) -> list[datetime]:
         """The ``sort_at`` times of the feed's newest items, newest first (for the
         adaptive interval)."""
@@ -221,11 +225,12 @@ class StorageType(Protocol):
         rule: str | None,
         since: datetime | None,
         q: str | None,
-        limit: int,
+        limit: int | None,
         offset: int = 0,
     ) -> list[StoredItem]:
         """Stored items, newest first (by ``sort_at``, then id), filtered by every given
         criterion: the feed's name, a rule that raised an alert on the item, ``sort_at >=
         since``, and ``q`` as a case-insensitive substring of the title or the plain
-        text (``%`` and ``_`` in it are literal). Items of inactive feeds are included.
+        text (``%`` and ``_`` in it are literal). Items of inactive feeds are included;
+        ``limit`` None returns them all.
         """

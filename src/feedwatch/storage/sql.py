@@ -479,6 +479,15 @@ class SqlStorage(StorageType):
             for row in rows
         ]
 
+    def disabled_feeds(self) -> list[tuple[str, str]]:
+        query = (
+            select(FEEDS.c.name, FEEDS.c.disabled_reason)
+            .where(FEEDS.c.active.is_(True), FEEDS.c.disabled_at.is_not(None))
+            .order_by(FEEDS.c.name)
+        )
+        with self._transaction("listing disabled feeds", write=False) as conn:
+            return [(row.name, row.disabled_reason or "") for row in conn.execute(query)]
+
     def recent_publish_times(self, feed_id: int, limit: int = 20) -> list[datetime]:
         with self._transaction("reading publication times", write=False) as conn:
             query = (
@@ -496,49 +505,7 @@ class SqlStorage(StorageType):
         limit: int | None = None,
     ) -> list[StoredItem]:
         """Stored items, newest first (by ``sort_at``, then id); ``since`` bounds ``sort_at``."""
-        query = (
-            select(
-                ITEMS.c.id,
-                FEEDS.c.name.label("feed_name"),
-                ITEMS.c.entry_key,
-                ITEMS.c.url,
-                ITEMS.c.title,
-                ITEMS.c.content_text,
-                ITEMS.c.author,
-                ITEMS.c.published,
-                ITEMS.c.first_seen,
-                ITEMS.c.sort_at,
-                ITEMS.c.tags,
-                ITEMS.c.language,
-            )
-            .join(FEEDS, FEEDS.c.id == ITEMS.c.feed_id)
-            .order_by(ITEMS.c.sort_at.desc(), ITEMS.c.id.desc())
-        )
-        if feed is not None:
-            query = query.where(FEEDS.c.name == feed)
-        if since is not None:
-            _require_aware(since, "since")
-            query = query.where(ITEMS.c.sort_at >= since)
-        query = _limited(query, limit)
-        with self._transaction("listing items", write=False) as conn:
-            rows = list(conn.execute(query))
-        return [
-            StoredItem(
-                id=row.id,
-                feed=row.feed_name,
-                entry_key=row.entry_key,
-                url=row.url,
-                title=row.title,
-                content_text=row.content_text,
-                author=row.author,
-                published=row.published,
-                first_seen=row.first_seen,
-                sort_at=row.sort_at,
-                tags=tuple(row.tags or ()),
-                language=row.language,
-            )
-            for row in rows
-        ]
+        return self.search_items(feed=feed, rule=None, since=since, q=None, limit=limit)
 
     def list_alerts(
         self,
@@ -1466,7 +1433,7 @@ class SqlStorage(StorageType):
         rule: str | None,
         since: datetime | None,
         q: str | None,
-        limit: int,
+        limit: int | None,
         offset: int = 0,
     ) -> list[StoredItem]:
         query = (
