@@ -8,11 +8,17 @@ a fake resolver, never by DNS.
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import socket
+import ssl
+import struct
+import threading
 import tracemalloc
+import warnings
 import zlib
 from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -21,11 +27,13 @@ from typing import Any, TypeVar
 
 import brotli  # type: ignore[import-untyped]
 import pytest
+import trustme
 from loopback import Exchange, LoopbackServer, send
 
+import feedwatch.fetch as fetch_module
 from feedwatch._model import FetchOptions, FetchResult
 from feedwatch.exceptions import ErrorKind, FetchError
-from feedwatch.fetch import ACCEPT_ENCODING, HttpFetcher, Resolver
+from feedwatch.fetch import ACCEPT_ENCODING, HttpFetcher, Resolver, resolve_host
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -452,3 +460,458 @@ def test_tls_against_a_plain_http_server_is_a_tls_error(server: LoopbackServer) 
     error = fetch_error(f"https://127.0.0.1:{server.port}/feed")
     assert error.kind is ErrorKind.TLS
     assert error.message.startswith("TLS handshake failed")
+
+
+# --------------------------------------------------------------------------- connection reuse
+
+
+def clients(
+    server: LoopbackServer,
+    path: str,
+    handler: Callable[[Exchange], None],
+    ports: list[int] | None = None,
+) -> list[int]:
+    """Serve ``path`` with ``handler``; ``ports`` (returned) gets each request's client port."""
+    ports = [] if ports is None else ports
+
+    def record(exchange: Exchange) -> None:
+        ports.append(exchange.client_address[1])
+        handler(exchange)
+
+    server.route(path, record)
+    return ports
+
+
+def fetch_many(
+    urls: Sequence[str], options: FetchOptions = LOCAL, *, etag: str | None = None
+) -> list[FetchResult]:
+    async def many() -> list[FetchResult]:
+        async with HttpFetcher(options, clock=lambda: NOW) as fetcher:
+            return list(await asyncio.gather(*(fetcher.fetch(u, etag=etag) for u in urls)))
+
+    return run(many())
+
+
+def test_conditional_gets_answered_304_reuse_connections(server: LoopbackServer) -> None:
+    ports = clients(server, "/feed", conditional_feed)
+    options = replace(LOCAL, concurrency=16, per_host=4)
+    results = fetch_many([server.url("/feed")] * 60, options, etag='"v1"')
+    assert {r.status for r in results} == {304}
+    assert len(ports) == 60
+    # One connection per fetch in flight to the host, reused for every later 304.
+    assert len(set(ports)) <= options.per_host
+
+
+def test_sequential_fetches_and_redirects_share_one_connection(server: LoopbackServer) -> None:
+    def moved(exchange: Exchange) -> None:
+        # A redirect with a short body, as many servers send.
+        send(exchange, 301, b"<a href='/feed'>moved</a>", {"Location": "/feed"})
+
+    ports = clients(server, "/old", moved)
+    clients(server, "/feed", conditional_feed, ports)
+
+    async def poll() -> list[FetchResult]:
+        async with HttpFetcher(LOCAL) as fetcher:
+            first = await fetcher.fetch(server.url("/old"))
+            rest = [await fetcher.fetch(server.url("/old"), etag='"v1"') for _ in range(4)]
+            return [first, *rest]
+
+    results = run(poll())
+    assert [r.status for r in results] == [200, 304, 304, 304, 304]
+    assert all(r.permanent_redirect == server.url("/feed") for r in results)
+    assert [r.target for r in server.requests] == ["/old", "/feed"] * 5
+    assert len(set(ports)) == 1
+
+
+def test_a_server_that_closes_every_connection_still_works(server: LoopbackServer) -> None:
+    def closing(exchange: Exchange) -> None:
+        if exchange.headers.get("If-None-Match") == '"v1"':
+            send(exchange, 304, headers={"ETag": '"v1"', "Connection": "close"})
+        else:
+            send(exchange, 200, FEED, {"ETag": '"v1"', "Connection": "close"})
+
+    ports = clients(server, "/feed", closing)
+
+    async def poll() -> list[FetchResult]:
+        async with HttpFetcher(LOCAL) as fetcher:
+            first = await fetcher.fetch(server.url("/feed"))
+            rest = [await fetcher.fetch(server.url("/feed"), etag=first.etag) for _ in range(3)]
+            together = await asyncio.gather(
+                *(fetcher.fetch(server.url("/feed"), etag='"v1"') for _ in range(6))
+            )
+            return [first, *rest, *together]
+
+    results = run(poll())
+    assert results[0].content == FEED
+    assert [r.status for r in results[1:]] == [304] * 9
+    assert len(set(ports)) == 10  # a new connection for every request, as the server wants
+
+
+# --------------------------------------------------------------------------- SSRF guard, more
+
+
+def spy(resolver: Resolver, seen: list[str]) -> Resolver:
+    async def resolve(host: str, port: int) -> Sequence[str]:
+        seen.append(host)
+        return await resolver(host, port)
+
+    return resolve
+
+
+NUMERIC_LOOPBACK = ["2130706433", "0x7f.1", "127.1", "017700000001"]
+
+
+@pytest.mark.parametrize("host", NUMERIC_LOOPBACK)
+def test_numeric_host_forms_are_resolved_and_checked(server: LoopbackServer, host: str) -> None:
+    # Each is 127.0.0.1 to the system resolver; the guard must judge that address.
+    server.reply("/feed", body=FEED)
+    url = f"http://{host}:{server.port}/feed"
+    seen: list[str] = []
+    options = replace(LOCAL, allow_networks=())
+    error = fetch_error(url, options, resolver=spy(resolve_host, seen))
+    assert error.message == (
+        f"blocked: {host} resolves to 127.0.0.1, which is a loopback address"
+        " not in fetch.allow_networks"
+    )
+    assert seen == [host]
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("host", NUMERIC_LOOPBACK)
+def test_allowed_numeric_host_forms_reach_the_resolved_address(
+    server: LoopbackServer, host: str
+) -> None:
+    server.reply("/feed", body=FEED)
+    url = f"http://{host}:{server.port}/feed"
+    assert run(fetch(url)).content == FEED
+    assert server.requests[0].headers["host"] == f"{host}:{server.port}"
+
+
+def test_redirect_to_a_name_resolving_to_a_forbidden_address_is_blocked(
+    server: LoopbackServer, forbidden: LoopbackServer
+) -> None:
+    # The first hop is a pooled connection to an allowed IP literal; the second
+    # goes to a new name, which is resolved and checked before any connect.
+    server.redirect("/go", f"http://internal.example.test:{forbidden.port}/feed")
+    seen: list[str] = []
+    resolver = spy(fake_dns({"internal.example.test": [["127.0.0.2"]]}), seen)
+    error = fetch_error(server.url("/go"), resolver=resolver)
+    assert error.message == (
+        "blocked: internal.example.test resolves to 127.0.0.2, which is a loopback address"
+        " not in fetch.allow_networks"
+    )
+    assert seen == ["internal.example.test"]
+    assert forbidden.requests == []
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A bare listening socket on 127.0.0.2: whether anything connected is checked directly."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.2", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+def assert_nothing_connected(sock: socket.socket) -> None:
+    with pytest.raises(BlockingIOError):
+        sock.accept()[0].close()
+
+
+@pytest.mark.parametrize("allow", [(), ("127.0.0.1/32",), ("10.0.0.0/8", "::1/128")])
+def test_ip_literal_outside_the_allow_list_is_refused_before_connecting(
+    listener: socket.socket, allow: tuple[str, ...]
+) -> None:
+    port = listener.getsockname()[1]
+    for url in (f"http://127.0.0.2:{port}/feed", f"https://127.0.0.2:{port}/feed"):
+        error = fetch_error(url, replace(LOCAL, allow_networks=allow))
+        assert error.kind is ErrorKind.BLOCKED
+        assert error.message.startswith("blocked: 127.0.0.2 is a loopback address")
+    assert_nothing_connected(listener)
+
+
+def test_name_refused_by_the_guard_makes_no_connection(listener: socket.socket) -> None:
+    url = f"http://sneaky.example.test:{listener.getsockname()[1]}/feed"
+    error = fetch_error(url, resolver=fake_dns({"sneaky.example.test": [["127.0.0.2"]]}))
+    assert error.kind is ErrorKind.BLOCKED
+    assert_nothing_connected(listener)
+
+
+# --------------------------------------------------------------------------- broken servers
+
+
+def test_body_cut_mid_stream_is_a_connection_error(server: LoopbackServer) -> None:
+    def cut(exchange: Exchange) -> None:
+        exchange.send_response(200)
+        exchange.send_header("Content-Length", "1000")
+        exchange.end_headers()
+        exchange.wfile.write(b"x" * 100)
+        exchange.close_connection = True
+
+    server.route("/feed", cut)
+    error = fetch_error(server.url("/feed"))
+    assert (error.kind, error.message) == (
+        ErrorKind.CONNECTION,
+        "server broke the HTTP protocol: peer closed connection without sending complete"
+        " message body (received 100 bytes, expected 1000)",
+    )
+
+
+def test_chunked_body_cut_mid_stream_is_a_connection_error(server: LoopbackServer) -> None:
+    def cut(exchange: Exchange) -> None:
+        exchange.send_response(200)
+        exchange.send_header("Transfer-Encoding", "chunked")
+        exchange.end_headers()
+        exchange.wfile.write(b"64\r\n" + b"x" * 50)
+        exchange.close_connection = True
+
+    server.route("/feed", cut)
+    error = fetch_error(server.url("/feed"))
+    assert (error.kind, error.message) == (
+        ErrorKind.CONNECTION,
+        "server broke the HTTP protocol: peer closed connection without sending complete"
+        " message body (incomplete chunked read)",
+    )
+
+
+def test_endless_header_is_a_protocol_error(server: LoopbackServer) -> None:
+    def endless(exchange: Exchange) -> None:
+        exchange.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        try:
+            for i in range(1_000_000):
+                exchange.wfile.write(b"X-Endless-%d: more\r\n" % i)
+                if server.stopping.is_set():
+                    break
+        except OSError:  # the client hung up, as it should
+            pass
+        exchange.close_connection = True
+
+    server.route("/feed", endless)
+    error = fetch_error(server.url("/feed"))
+    assert error.kind is ErrorKind.CONNECTION
+    assert error.message.startswith("server broke the HTTP protocol: ")
+
+
+@contextmanager
+def raw_server(
+    reply: bytes, *, reset: bool = False, tls: ssl.SSLContext | None = None
+) -> Iterator[int]:
+    """A one-connection-at-a-time server on 127.0.0.1 sending ``reply`` to each request.
+
+    With ``reset``, the connection is then aborted (RST) instead of closed;
+    with ``tls``, connections are TLS with that server context. Yields the port.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head and (data := conn.recv(65536)):
+            head += data
+        conn.sendall(reply)
+        if reset:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            try:
+                if tls is not None:
+                    conn = tls.wrap_socket(conn, server_side=True)
+                answer(conn)
+            except OSError:  # a client that gave up (a rejected certificate)
+                pass
+            finally:
+                conn.close()
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        thread.join(5)
+
+
+def test_connection_reset_mid_body() -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100
+    with raw_server(reply, reset=True) as port:
+        error = fetch_error(f"http://127.0.0.1:{port}/feed")
+    assert (error.kind, error.message) == (ErrorKind.CONNECTION, "connection reset by peer")
+
+
+def test_connection_reset_before_the_response() -> None:
+    with raw_server(b"", reset=True) as port:
+        error = fetch_error(f"http://127.0.0.1:{port}/feed")
+    assert (error.kind, error.message) == (ErrorKind.CONNECTION, "connection reset by peer")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(b"", id="nothing"),
+        pytest.param(b"HTTX/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", id="status-line"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nNo colon\r\nContent-Length: 2\r\n\r\nok", id="header"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nok", id="content-length"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n0\r\n\r\n",
+            id="chunk-size",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 200_000 + b"\r\n\r\n", id="long"),
+    ],
+)
+def test_malformed_responses_are_protocol_errors(reply: bytes) -> None:
+    with raw_server(reply) as port:
+        error = fetch_error(f"http://127.0.0.1:{port}/feed")
+    assert error.kind is ErrorKind.CONNECTION
+    assert error.message.startswith("server broke the HTTP protocol: ")
+    assert "\n" not in error.message
+
+
+def test_a_long_header_line_is_accepted() -> None:
+    # A large Content-Security-Policy or Link header is not an attack.
+    policy = "default-src 'self'; " + "img-src https://cdn.example.test; " * 600
+    reply = f"HTTP/1.1 200 OK\r\nContent-Security-Policy: {policy}\r\n"
+    reply += f"Content-Length: {len(FEED)}\r\n\r\n"
+    with raw_server(reply.encode("ascii") + FEED) as port:
+        result = run(fetch(f"http://127.0.0.1:{port}/feed"))
+    assert len(policy) > 20_000
+    assert result.headers["content-security-policy"] == policy.strip()
+    assert result.content == FEED
+
+
+def test_repeated_headers_arrive_in_order_and_the_last_one_wins() -> None:
+    reply = (
+        b'HTTP/1.1 200 Fine Thanks\r\nETag: "old"\r\nX-Seen: one\r\nETag: "new"\r\n'
+        b"x-seen: two\r\nContent-Length: %d\r\n\r\n" % len(FEED)
+    )
+    with raw_server(reply + FEED) as port:
+        result = run(fetch(f"http://127.0.0.1:{port}/feed"))
+    assert result.etag == '"new"'
+    assert result.headers["x-seen"] == "two"
+    assert result.content == FEED
+
+
+def test_http_1_0_response_without_length_is_read_to_the_end() -> None:
+    with raw_server(b"HTTP/1.0 200 OK\r\n\r\n" + FEED) as port:
+        result = run(fetch(f"http://127.0.0.1:{port}/feed"))
+    assert result.content == FEED
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@contextmanager
+def tls_server(ca: trustme.CA, name: str, sni: list[str | None]) -> Iterator[int]:
+    """An HTTPS server on 127.0.0.1 with a certificate for ``name``; SNI names go to ``sni``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(context)
+
+    def record(sock: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: Any) -> None:
+        sni.append(server_name)
+
+    context.sni_callback = record
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(FEED)
+    with raw_server(reply + FEED, tls=context) as port:
+        yield port
+
+
+@pytest.fixture
+def trust_ca(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetchers made in the test trust ``ca`` (on top of the usual verification settings)."""
+    made = fetch_module._ssl_context
+
+    def with_ca() -> ssl.SSLContext:
+        context = made()
+        ca.configure_trust(context)
+        return context
+
+    monkeypatch.setattr(fetch_module, "_ssl_context", with_ca)
+
+
+@pytest.mark.usefixtures("trust_ca")
+def test_tls_checks_the_name_while_connecting_to_the_checked_address(ca: trustme.CA) -> None:
+    sni: list[str | None] = []
+    resolver = fake_dns({"feeds.example.test": [["127.0.0.1"]]})
+    with tls_server(ca, "feeds.example.test", sni) as port:
+        result = run(fetch(f"https://feeds.example.test:{port}/feed", resolver=resolver))
+    assert result.content == FEED
+    assert sni == ["feeds.example.test"]
+
+
+@pytest.mark.usefixtures("trust_ca")
+def test_tls_certificate_for_another_name_is_rejected(ca: trustme.CA) -> None:
+    sni: list[str | None] = []
+    resolver = fake_dns({"feeds.example.test": [["127.0.0.1"]]})
+    with tls_server(ca, "other.example.test", sni) as port:
+        error = fetch_error(f"https://feeds.example.test:{port}/feed", resolver=resolver)
+    assert error.kind is ErrorKind.TLS
+    assert error.message.startswith("TLS certificate rejected: Hostname mismatch")
+
+
+def test_tls_certificate_from_an_unknown_ca_is_rejected(ca: trustme.CA) -> None:
+    sni: list[str | None] = []
+    with tls_server(ca, "127.0.0.1", sni) as port:
+        error = fetch_error(f"https://127.0.0.1:{port}/feed")
+    assert (error.kind, error.message) == (
+        ErrorKind.TLS,
+        "TLS certificate rejected: unable to get local issuer certificate",
+    )
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_fetcher_made_outside_a_loop_is_used_and_closed_inside_one(
+    server: LoopbackServer,
+) -> None:
+    server.reply("/feed", body=FEED)
+    fetcher = HttpFetcher(LOCAL)  # no running loop here: nothing is opened yet
+
+    async def use() -> FetchResult:
+        try:
+            return await fetcher.fetch(server.url("/feed"))
+        finally:
+            await fetcher.aclose()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run(use()).content == FEED
+        gc.collect()  # an unclosed aiohttp session or connector warns when collected
+    assert [str(w.message) for w in caught] == []
+
+
+def test_closing_a_fetcher_closes_its_connections(server: LoopbackServer) -> None:
+    closed = threading.Event()
+
+    def watch(exchange: Exchange) -> None:
+        send(exchange, 200, FEED)
+        exchange.wfile.flush()
+        # The kept-alive connection ends when the client closes it.
+        if exchange.rfile.read(1) == b"":
+            closed.set()
+        exchange.close_connection = True
+
+    server.route("/watch", watch)
+
+    async def use() -> None:
+        async with HttpFetcher(LOCAL) as fetcher:
+            await fetcher.fetch(server.url("/watch"))
+            assert not closed.is_set()
+
+    run(use())
+    assert closed.wait(5)

@@ -1,4 +1,4 @@
-"""Fetch feed documents over HTTP(S), safely: the only module that uses httpx.
+"""Fetch feed documents over HTTP(S), safely: the only module that uses httpx and aiohttp.
 
 ``WebhookClient`` (end of the module) POSTs webhook payloads through the same
 SSRF guard; ``feedwatch.webhook`` builds, signs and judges them.
@@ -8,9 +8,12 @@ What it does:
 * ``HttpFetcher.fetch(url, etag=, last_modified=)`` performs one conditional GET
   (RFC 9110 §13) and returns a :class:`~feedwatch._model.FetchResult` for a 2xx
   or a 304, or raises :class:`~feedwatch.exceptions.FetchError` whose ``kind``
-  says what went wrong. No httpx, httpcore, ssl or OS exception escapes.
-* One shared ``httpx.AsyncClient`` (keep-alive pool), no proxies or netrc from
-  the environment (``trust_env=False``), no cookies kept between requests.
+  says what went wrong. No httpx, aiohttp, ssl or OS exception escapes.
+* One shared ``httpx.AsyncClient`` on our own transport over an aiohttp
+  keep-alive pool (``_GuardedTransport``: httpx's API, aiohttp's connections,
+  which cost far less CPU per request than httpcore's; see
+  ``benchmarks/fetch_bench.py``), no proxies or netrc from the environment
+  (``trust_env=False``), no cookies kept between requests.
 * Bounded concurrency: ``options.concurrency`` fetches at once overall and
   ``options.per_host`` at once per host name.
 * Limits: a connect timeout, a *total* deadline per fetch (connection,
@@ -22,7 +25,8 @@ What it does:
   checks *each* resolved address against loopback, private, link-local, CGNAT,
   multicast, unspecified and reserved ranges (IPv4-mapped and NAT64/6to4
   embeddings included) before connecting to exactly that address, so DNS
-  rebinding between a check and the connect is impossible. Networks listed in
+  rebinding between a check and the connect is impossible; an IP-literal host
+  is checked before every request. Networks listed in
   ``options.allow_networks`` are let through.
 
 What it does NOT do: parse or sniff the document (``parse.py``), decide when to
@@ -59,15 +63,26 @@ import socket
 import ssl
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Protocol, Self, TypeAlias, TypeVar
 
+import aiohttp
+import aiohttp.abc
+import aiohttp.http_exceptions
 import brotli  # type: ignore[import-untyped]
-import httpcore
 import httpx
+import yarl
 
 from ._model import FetchOptions, FetchResult
 from .exceptions import ConfigError, ConfigProblem, ErrorKind, FetchError
@@ -128,11 +143,17 @@ class Fetcher(Protocol):
 # --------------------------------------------------------------------------- fetcher
 
 
-def _guarded_transport(options: FetchOptions, resolver: Resolver | None) -> _GuardedTransport:
-    """The connection pool whose every connection passes the address guard."""
+def _guarded_transport(
+    options: FetchOptions, resolver: Resolver | None, *, limit: int = 0, limit_per_host: int = 0
+) -> _GuardedTransport:
+    """The connection pool whose every connection passes the address guard.
+
+    ``limit`` connections in use at once, ``limit_per_host`` to one host (0: no
+    limit); idle ones are kept alive for reuse.
+    """
     guard = _AddressGuard(_parse_networks(options.allow_networks))
     return _GuardedTransport(
-        _GuardedBackend(guard, resolver or resolve_host), max_keepalive=options.concurrency
+        guard, resolver or resolve_host, limit=limit, limit_per_host=limit_per_host
     )
 
 
@@ -186,7 +207,11 @@ class HttpFetcher(_ClientOwner):
         self._options = options
         self._clock = clock or _utc_now
         if transport is None:
-            transport = _guarded_transport(options, resolver)
+            # The pool's limits are the fetcher's own (its semaphores below), so
+            # a fetch never waits for a connection slot.
+            transport = _guarded_transport(
+                options, resolver, limit=options.concurrency, limit_per_host=options.per_host
+            )
         self._client = httpx.AsyncClient(
             transport=transport,
             trust_env=False,
@@ -279,6 +304,7 @@ class HttpFetcher(_ClientOwner):
                         result = replace(result, permanent_redirect=result.final_url)
                     return result
                 permanent = permanent and response.status_code in (301, 308)
+                await _discard_body(response)  # so that the connection can be reused
             finally:
                 await response.aclose()
             if redirects >= self._options.max_redirects:
@@ -296,6 +322,7 @@ class HttpFetcher(_ClientOwner):
     ) -> FetchResult:
         status = response.status_code
         if status == 304:
+            await _discard_body(response)  # none: ends the response, keeps the connection
             # RFC 9110 §15.4.5: a 304 carries the validators the 200 would have;
             # if it omits them, the ones we hold are still current.
             return FetchResult(
@@ -537,6 +564,36 @@ async def _read_body(response: httpx.Response, max_body: int) -> bytes:
     return bytes(body)
 
 
+#: The most of a body read only to keep its connection (a redirect's, a 304's).
+_DISCARD_BYTES = 64 * 1024
+_DISCARD_SECONDS = 1.0
+
+
+async def _discard_body(response: httpx.Response) -> None:
+    """Read and drop a short body (a redirect's, a 304's) so its connection can be reused.
+
+    Only up to :data:`_DISCARD_BYTES` and :data:`_DISCARD_SECONDS`: a longer or
+    slower body, or one that fails, is left for ``aclose`` to cut off with its
+    connection, as if it had not been read at all.
+    """
+    if response.is_stream_consumed:  # built with content= (httpx.MockTransport)
+        return
+    declared = response.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > _DISCARD_BYTES:
+        return
+    received = 0
+    try:
+        async with asyncio.timeout(_DISCARD_SECONDS):
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > _DISCARD_BYTES:
+                    return
+    except TimeoutError:
+        return
+    except _TRANSLATED:
+        return
+
+
 def _too_large(max_body: int) -> FetchError:
     return FetchError(ErrorKind.TOO_LARGE, f"body larger than {_size(max_body)}")
 
@@ -718,10 +775,9 @@ _TRANSLATED: tuple[type[Exception], ...] = (
     httpx.HTTPError,
     httpx.InvalidURL,
     httpx.StreamError,
-    httpcore.TimeoutException,
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
+    # The transport turns aiohttp's errors into httpx's; any it missed are
+    # still classified rather than escaping.
+    aiohttp.ClientError,
     OSError,  # includes ssl.SSLError
 )
 
@@ -737,25 +793,25 @@ _ERRNO_MESSAGES = {
 
 
 def _classify(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str]:
-    """Map an httpx/httpcore/OS exception to a kind and a short human message."""
-    if isinstance(exc, httpx.ConnectTimeout | httpcore.ConnectTimeout):
+    """Map an httpx/aiohttp/OS exception to a kind and a short human message."""
+    if isinstance(exc, httpx.ConnectTimeout | aiohttp.ConnectionTimeoutError):
         return ErrorKind.TIMEOUT, f"connect timed out after {_seconds(options.connect_timeout)}"
-    if isinstance(exc, httpx.TimeoutException | httpcore.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | aiohttp.ServerTimeoutError):
         return ErrorKind.TIMEOUT, f"timed out after {_seconds(options.timeout)}"
-    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol | httpcore.UnsupportedProtocol):
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol | aiohttp.InvalidURL):
         return ErrorKind.INVALID_URL, f"invalid URL: {exc}"
     tls = _find_cause(exc, ssl.SSLError)
     if tls is not None:
         return ErrorKind.TLS, _tls_message(tls)
-    # anyio wraps per-address failures in "All connection attempts failed"
-    # (no errno); the errno that says what happened is further down the chain.
+    # A failure to connect to several addresses may carry no errno itself; the
+    # errno that says what happened is further down the chain.
     os_error = _find_cause(exc, OSError, lambda e: e.errno is not None)
     if os_error is not None and os_error.errno is not None:
         if os_error.errno == errno.ETIMEDOUT:
             return ErrorKind.TIMEOUT, "connect timed out"
         known = _ERRNO_MESSAGES.get(os_error.errno)
         return ErrorKind.CONNECTION, known or f"connection failed: {os_error.strerror}"
-    if isinstance(exc, httpx.RemoteProtocolError | httpcore.RemoteProtocolError):
+    if isinstance(exc, httpx.RemoteProtocolError):
         return ErrorKind.CONNECTION, f"server broke the HTTP protocol: {_text(exc)}"
     if isinstance(exc, httpx.DecodingError):  # only from bodies httpx decoded itself
         return ErrorKind.PARSE, f"cannot decode the body: {_text(exc)}"
@@ -953,35 +1009,27 @@ async def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolve, check every address, then connect to a checked address.
+# --------------------------------------------------------------------------- transport
 
-    httpcore calls ``connect_tcp`` once per new connection (per origin; pooled
-    connections are reused), on every hop. It then starts TLS on the returned
-    stream with the origin's host name, so SNI and certificate checks still use
-    the name while the socket goes to the address we vetted.
+
+class _GuardedResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp's resolver: resolve with ``Resolver``, then check every address.
+
+    aiohttp calls it once per new connection to a host *name* (pooled
+    connections are reused; ``use_dns_cache=False``, so every new connection
+    resolves afresh, on every hop) and connects only to the addresses it
+    returns, with TLS (SNI, certificate check) still on the name. IP-literal
+    hosts never reach it: :meth:`_GuardedTransport._target` checks those.
     """
 
     def __init__(self, guard: _AddressGuard, resolver: Resolver) -> None:
         self._guard = guard
         self._resolve = resolver
-        self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+    async def checked(self, host: str, port: int) -> list[str]:
+        """Resolve ``host`` and return its addresses if every one passes the guard."""
         try:
-            async with asyncio.timeout_at(deadline):
-                addresses = await self._resolve(host, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+            addresses = list(await self._resolve(host, port))
         except OSError as exc:
             detail = f" ({exc.strerror})" if exc.strerror else ""
             raise FetchError(ErrorKind.CONNECTION, f"cannot resolve host {host}{detail}") from exc
@@ -991,56 +1039,302 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         # it, rather than trying the good ones and leaving the choice to DNS.
         for address in addresses:
             self._guard.check(host, address)
-        last_error: httpcore.ConnectError | None = None
-        for address in addresses:
-            remaining = None if deadline is None else max(0.0, deadline - loop.time())
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=remaining,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:  # try the next address, like happy eyeballs
-                last_error = exc
-        assert last_error is not None
-        raise last_error
+        return addresses
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.UnsupportedProtocol("unix sockets are not used for feeds")
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": 0,
+            }
+            for address in await self.checked(host, port)
+        ]
 
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        pass
 
 
-class _GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport with its connection pool built on :class:`_GuardedBackend`.
+class _GuardedTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over an aiohttp connection pool whose connections pass the guard.
 
-    ``AsyncHTTPTransport`` has no parameter for a network backend, so the pool
-    it builds is replaced (it has opened nothing yet) by an identical one that
-    uses ours.
+    httpx (the ``AsyncClient`` API, requests, responses, exceptions) stays the
+    interface; aiohttp sends and receives (HTTP/1.1, keep-alive). The
+    ``aiohttp.ClientSession`` is made on the first request, inside the running
+    loop, and closed by :meth:`aclose` (``AsyncClient.aclose`` calls it).
+
+    * Every new connection to a name goes through :class:`_GuardedResolver`;
+      an IP-literal host (which aiohttp connects to without resolving) is
+      checked here, on every request, so on every redirect hop.
+    * No proxies or netrc (``trust_env=False``), no cookies, no redirects, no
+      decompression (the fetcher decodes within its own limits), no Unix
+      sockets (a ``TCPConnector`` only).
+    * The response body is streamed (:class:`_ResponseBody`); aiohttp's
+      exceptions become the httpx ones :func:`_classify` knows.
     """
 
-    def __init__(self, backend: _GuardedBackend, *, max_keepalive: int) -> None:
-        context = httpx.create_ssl_context(trust_env=False)
-        super().__init__(verify=context, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=context,
-            # Concurrency is bounded by HttpFetcher's semaphores; a pool limit
-            # as well would only add a second queue with its own timeout.
-            max_connections=None,
-            max_keepalive_connections=max_keepalive,
-            keepalive_expiry=5.0,
-            http1=True,
-            http2=False,
-            network_backend=backend,
+    def __init__(
+        self, guard: _AddressGuard, resolver: Resolver, *, limit: int, limit_per_host: int
+    ) -> None:
+        self._guard = guard
+        self._resolver = _GuardedResolver(guard, resolver)
+        self._ssl = _ssl_context()
+        self._limit = limit
+        self._limit_per_host = limit_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        # IP-literal hosts the guard let through (its verdict on one never changes).
+        self._allowed_literals: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = _timeouts(request.extensions.get("timeout"))
+        url, server_hostname = await self._target(request.url, timeouts.connect)
+        body = await request.aread()
+        session = self._open_session()
+        try:
+            response = await session.request(
+                request.method,
+                url,
+                headers=_aiohttp_headers(request.headers),
+                data=body or None,
+                allow_redirects=False,
+                timeout=timeouts,
+                server_hostname=server_hostname,
+            )
+        except _AIOHTTP_ERRORS as exc:
+            translated, cause = _translate(exc)
+            raise translated from cause
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=_ResponseBody(response),
+            extensions={
+                "http_version": _http_version(response.version),
+                "reason_phrase": _latin1(response.reason or ""),
+            },
         )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            if self._closed:
+                raise RuntimeError("the transport is closed")
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl,
+                resolver=self._resolver,
+                # Resolve (and check) for every new connection, as DNS may change.
+                use_dns_cache=False,
+                limit=self._limit,
+                limit_per_host=self._limit_per_host,
+                keepalive_timeout=_KEEPALIVE,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                # aiohttp's 8 KiB would refuse the odd long header (a large
+                # Content-Security-Policy or Link) that httpcore took, up to its
+                # 100 KiB for the whole head; the number of headers stays bounded.
+                max_field_size=_MAX_HEADER_FIELD,
+                # The request carries httpx's headers as they are.
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._session
+
+    async def _target(self, url: httpx.URL, connect: float | None) -> tuple[yarl.URL, str | None]:
+        """The URL aiohttp is given, and a TLS server name when the host was rewritten.
+
+        aiohttp connects to an IP-literal host without asking the resolver, so
+        the guard checks it here. It refuses the legacy numeric forms of IPv4
+        (``2130706433``, ``127.1``) outright; those are resolved like a name
+        (the system resolver returns the real address, which the guard checks)
+        and the request goes to that address, its Host header unchanged.
+        """
+        target = yarl.URL(str(url), encoded=True)
+        host = url.raw_host.decode("ascii")
+        if host in self._allowed_literals:
+            return target, None
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            self._guard.check(host, host)
+            if len(self._allowed_literals) < _MAX_REMEMBERED:
+                self._allowed_literals.add(host)
+            return target, None
+        if ":" not in host and not host.replace(".", "").isdigit():
+            return target, None  # a name: the resolver checks it on connect
+        try:
+            async with asyncio.timeout(connect):
+                addresses = await self._resolver.checked(host, url.port or _default_port(url))
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"resolving {host} timed out") from exc
+        return target.with_host(addresses[0]), host
+
+
+#: Seconds an idle pooled connection is kept (servers often close after 5 s).
+_KEEPALIVE = 5.0
+#: Longest response header line accepted (bytes).
+_MAX_HEADER_FIELD = 32 * 1024
+#: IP-literal hosts whose check is remembered, at most.
+_MAX_REMEMBERED = 4096
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default verification: certifi's CA bundle, hostname checks; HTTP/1.1 ALPN."""
+    context = httpx.create_ssl_context(trust_env=False)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+def _timeouts(value: object) -> aiohttp.ClientTimeout:
+    """httpx's per-request ``timeout`` extension as aiohttp timeouts.
+
+    ``connect`` bounds getting a connection: a pool wait, resolving (and the
+    guard), the TCP connect and the TLS handshake; ``read`` bounds each wait for
+    data. aiohttp has no write timeout: the caller's total deadline covers it.
+    """
+    connect = read = None
+    if isinstance(value, Mapping):
+        connect, read = value.get("connect"), value.get("read")
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+
+
+def _aiohttp_headers(headers: httpx.Headers) -> list[tuple[str, str]]:
+    """httpx's request headers (order, case and repeats kept) as aiohttp takes them."""
+    # aiohttp encodes header text as UTF-8, the encoding _encode uses for non-ASCII.
+    return [
+        (name.decode("ascii"), _text_of(value))
+        for name, value in headers.raw
+        if name.lower() != b"transfer-encoding"  # the body is sent whole
+    ]
+
+
+def _text_of(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _http_version(version: aiohttp.HttpVersion | None) -> bytes:
+    major, minor = version if version is not None else (1, 1)
+    return f"HTTP/{major}.{minor}".encode("ascii")
+
+
+def _latin1(text: str) -> bytes:
+    return text.encode("latin-1", errors="replace")
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx's stream, read as it arrives.
+
+    ``aclose`` puts the connection back in the pool when the body was read to
+    its end, and closes it otherwise (unread bytes would spoil the next response).
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._response.content
+        try:
+            while chunk := await content.readany():
+                yield chunk
+        except aiohttp.ClientPayloadError as exc:
+            translated, cause = _body_error(exc, self._response)
+            raise translated from cause
+        except _AIOHTTP_ERRORS as exc:
+            translated, cause = _translate(exc, reading=True)
+            raise translated from cause
+
+    async def aclose(self) -> None:
+        response = self._response
+        if response.content.at_eof() and response.content.exception() is None:
+            response.release()
+        else:
+            response.close()
+
+
+#: What aiohttp raises from a request or a body read (timeouts included).
+_AIOHTTP_ERRORS = (aiohttp.ClientError, TimeoutError)
+
+
+def _translate(exc: BaseException, *, reading: bool = False) -> tuple[Exception, BaseException]:
+    """aiohttp's exception as the httpx one ``_classify`` expects, and the cause to chain.
+
+    The cause is the most telling underlying error, e.g. the OSError or ssl
+    error of a failed connect, whose errno or TLS reason ``_classify`` reads.
+    """
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(_text(exc)), exc
+    if isinstance(exc, TimeoutError):  # SocketTimeoutError: the sock_read timeout
+        return httpx.ReadTimeout(_text(exc)), exc
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return httpx.ConnectError(_text(exc.certificate_error)), exc.certificate_error
+    if isinstance(exc, aiohttp.ClientConnectorError):  # ssl errors too (ClientConnectorSSLError)
+        return httpx.ConnectError(_text(exc.os_error)), exc.os_error
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return httpx.RemoteProtocolError("Server disconnected without sending a response."), exc
+    if isinstance(exc, aiohttp.ClientResponseError):
+        # A response aiohttp's parser refused: a malformed status or header
+        # line, a header too long or too many of them, bad chunking.
+        too_long = _find_cause(exc, aiohttp.http_exceptions.LineTooLong)
+        limit = re.search(r"more than (\d+) bytes", too_long.message) if too_long else None
+        if limit:
+            return httpx.RemoteProtocolError(f"header line longer than {limit[1]} bytes"), exc
+        return httpx.RemoteProtocolError(_one_line(exc.message or _text(exc))), exc
+    if isinstance(exc, aiohttp.InvalidURL):
+        return httpx.InvalidURL(_text(exc)), exc
+    if isinstance(exc, OSError):  # ClientOSError, ClientConnectionResetError: errno kept
+        return (httpx.ReadError if reading else httpx.WriteError)(_text(exc)), exc
+    return httpx.NetworkError(_text(exc)), exc
+
+
+def _body_error(
+    exc: aiohttp.ClientPayloadError, response: aiohttp.ClientResponse
+) -> tuple[Exception, BaseException]:
+    """The httpx exception for a body that ended badly, and the cause to chain."""
+    # aiohttp keeps why the connection was lost (a reset) on its protocol only.
+    protocol = response.connection.protocol if response.connection is not None else None
+    lost = protocol.exception() if protocol is not None else None
+    if isinstance(lost, OSError) and lost.errno is not None:
+        return httpx.ReadError(_text(lost)), lost
+    cause = exc.__cause__
+    detail = cause.message if isinstance(cause, aiohttp.http_exceptions.HttpProcessingError) else ""
+    incomplete = "peer closed connection without sending complete message body"
+    if isinstance(cause, aiohttp.http_exceptions.ContentLengthError):
+        counts = re.search(r"received (\d+) of (\d+) bytes", detail)
+        if counts:
+            detail = f"received {counts[1]} bytes, expected {counts[2]}"
+        return httpx.RemoteProtocolError(f"{incomplete} ({detail})"), exc
+    if isinstance(cause, aiohttp.http_exceptions.TransferEncodingError) and "enough" in detail:
+        return httpx.RemoteProtocolError(f"{incomplete} (incomplete chunked read)"), exc
+    return httpx.RemoteProtocolError(_one_line(detail or _text(exc))), exc
+
+
+def _one_line(message: str, limit: int = 200) -> str:
+    """aiohttp's parser messages span lines (the bad input, a caret under it): one line."""
+    lines = (line.strip() for line in message.splitlines())
+    text = " ".join(line for line in lines if line.strip("^ "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -1095,6 +1389,8 @@ class WebhookClient(_ClientOwner):
         _check_limits(options)
         self._options = options
         if transport is None:
+            # No pool limits: the dispatcher bounds its deliveries, and a wait
+            # for a slot here would count against the connect timeout.
             transport = _guarded_transport(options, resolver)
         self._client = httpx.AsyncClient(
             transport=transport,
