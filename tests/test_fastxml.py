@@ -1,0 +1,631 @@
+"""The fast parse path (feedwatch._fastxml) against feedparser, its oracle.
+
+Every document of the shared corpus (real, and a synthetic set written by
+gen_corpus.py) goes through both paths; ``normalise_entries`` of the two must be
+equal item for item, and the feed's title, link, language, ttl and format too.
+Small inline documents cover feedparser's edge cases, and a hypothesis test
+mutates valid feeds: the fast path declines or agrees, and never raises.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import feedparser
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feedwatch import _fastxml, parse
+from feedwatch._model import ParsedFeed
+from feedwatch.exceptions import ParseError
+from feedwatch.normalise import normalise_entries
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+REAL = CORPUS / "real"
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+BASE = "http://127.0.0.1:8000/feeds/"
+HEADER_CHOICES = (
+    {"Content-Type": "application/xml"},
+    {"Content-Type": "text/xml; charset=utf-8"},
+    {"Content-Type": "application/rss+xml"},
+)
+#: Floors for the share of documents the fast path takes (measured: 217 of 226 real).
+REAL_ACCEPTED_FLOOR = 0.95
+
+needs_corpus = pytest.mark.skipif(not REAL.is_dir(), reason="shared corpus not present")
+
+# --------------------------------------------------------------------------- comparison
+
+
+def _paths(
+    content: bytes, url: str, headers: dict[str, str]
+) -> tuple[ParsedFeed | None, ParsedFeed | ParseError | None]:
+    """(fast path's result or None if it declined, feedparser path's result or error)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    parse._check_prolog(content, lower, url)
+    warnings: list[str] = []
+    response_headers = parse._feedparser_headers(content, lower, url, warnings)
+    fast = parse._parse_xml_fast(
+        content, url=url, response_headers=response_headers, warnings=warnings
+    )
+    try:
+        slow: ParsedFeed | ParseError = parse._parse_xml_feedparser(
+            content, url=url, response_headers=response_headers, warnings=warnings
+        )
+    except ParseError as exc:
+        slow = exc
+    except Exception as exc:
+        # parse_document turns these into a ParseError at its boundary.
+        slow = ParseError(f"parser failed: {exc!r}", url=url)
+    return fast, slow
+
+
+def _differences(fast: ParsedFeed, slow: ParsedFeed, url: str) -> list[str]:
+    found = [
+        f"{name}: {getattr(fast, name)!r} != {getattr(slow, name)!r}"
+        for name in ("format", "title", "link", "language", "ttl_minutes")
+        if getattr(fast, name) != getattr(slow, name)
+    ]
+    if fast.entries == slow.entries:
+        return found
+    fast_items, _ = normalise_entries(fast, feed_url=url, now=NOW)
+    slow_items, _ = normalise_entries(slow, feed_url=url, now=NOW)
+    if len(fast_items) != len(slow_items):
+        found.append(f"{len(fast_items)} items != {len(slow_items)}")
+    for index, (a, b) in enumerate(zip(fast_items, slow_items, strict=False)):
+        for name in a.__slots__:
+            if getattr(a, name) != getattr(b, name):
+                found.append(
+                    f"item {index} {name}: {getattr(a, name)!r:.200} != {getattr(b, name)!r:.200}"
+                )
+    return found
+
+
+def _check_document(path: str) -> tuple[str, bool, list[str]]:
+    """(name, accepted by the fast path, differences to feedparser)."""
+    name = Path(path).name
+    content = Path(path).read_bytes()
+    headers = HEADER_CHOICES[sum(name.encode()) % len(HEADER_CHOICES)]
+    url = BASE + name
+    try:
+        fast, slow = _paths(content, url, headers)
+    except ParseError:
+        return name, False, []
+    if fast is None:
+        return name, False, []
+    if isinstance(slow, ParseError):
+        return name, True, [f"feedparser path failed: {slow}"]
+    return name, True, _differences(fast, slow, url)
+
+
+def _check_all(paths: list[str]) -> list[tuple[str, bool, list[str]]]:
+    workers = max(1, min(2, os.cpu_count() or 1))
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_check_document, paths, chunksize=4))
+
+
+def _assert_agreement(results: list[tuple[str, bool, list[str]]], floor: float) -> None:
+    differing = {name: diffs for name, _, diffs in results if diffs}
+    assert not differing, "\n".join(
+        f"{name}:\n  " + "\n  ".join(diffs[:5]) for name, diffs in differing.items()
+    )
+    accepted = sum(1 for _, ok, _ in results if ok)
+    share = accepted / len(results)
+    print(f"fast path accepted {accepted}/{len(results)} documents ({share:.1%})")
+    assert share >= floor, f"fast path accepted only {accepted}/{len(results)}"
+
+
+@needs_corpus
+def test_real_corpus_agrees_with_feedparser() -> None:
+    paths = sorted(str(p) for p in REAL.iterdir() if p.is_file())
+
+    _assert_agreement(_check_all(paths), REAL_ACCEPTED_FLOOR)
+
+
+@pytest.fixture(scope="module")
+def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    out = tmp_path_factory.mktemp("synthetic")
+    subprocess.run(
+        [sys.executable, str(CORPUS / "gen_corpus.py"), "--out", str(out), "--total", "400"],
+        check=True,
+        capture_output=True,
+    )
+    return sorted(str(p) for p in out.iterdir())
+
+
+@needs_corpus
+def test_synthetic_corpus_agrees_with_feedparser(synthetic_corpus: list[str]) -> None:
+    _assert_agreement(_check_all(synthetic_corpus), 1.0)
+
+
+# --------------------------------------------------------------------------- inline edge cases
+
+URL = "https://www.example.org/feeds/news.xml"
+XML = {"Content-Type": "application/xml"}
+
+
+def _rss(items: str, channel: str = "", *, head: str = "", rss_attrs: str = "") -> bytes:
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?>{head}<rss version="2.0"{rss_attrs}'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+        ' xmlns:content="http://purl.org/rss/1.0/modules/content/">'
+        f"<channel><title>Feed</title><link>https://www.example.org/</link>{channel}"
+        f"{items}</channel></rss>"
+    ).encode()
+
+
+def _atom(entries: str, feed: str = "", *, root: str = "feed", attrs: str = "") -> bytes:
+    ns = (
+        'xmlns="http://www.w3.org/2005/Atom"'
+        if root == "feed"
+        else ('xmlns:a="http://www.w3.org/2005/Atom"')
+    )
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><{root} {ns}{attrs}>{feed}{entries}</{root}>'
+    ).encode()
+
+
+EDGE_CASES: dict[str, tuple[bytes, dict[str, str]]] = {
+    "cdata html title": (_rss("<item><title><![CDATA[<b>Bold</b> move]]></title></item>"), XML),
+    "entity-escaped html title": (
+        _rss("<item><title>&lt;b&gt;Bold&lt;/b&gt; &amp;amp; more</title></item>"),
+        XML,
+    ),
+    "literal escaped markup in title": (
+        _rss("<item><title>Use &amp;lt;b&amp;gt; for bold</title></item>"),
+        XML,
+    ),
+    "numeric character references": (
+        _rss("<item><title>Caf&#233; &#8212; &#x41;&#150;</title></item>"),
+        XML,
+    ),
+    "html in rss title": (
+        _rss("<item><title>A <![CDATA[<i>b</i>]]> c &amp; d</title></item>"),
+        XML,
+    ),
+    "title looks like html but is not": (_rss("<item><title>a < b and c > d</title></item>"), XML),
+    "atom xhtml content and title": (
+        _atom(
+            '<entry><id>urn:x:1</id><title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+            "<b>Bold</b> title</div></title>"
+            '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><p>One<br/>two</p>'
+            '<p><a href="/rel">rel</a> &amp; <img src="i.png" alt="x"/></p></div></content></entry>'
+        ),
+        XML,
+    ),
+    "atom html and text types": (
+        _atom(
+            '<entry><id>urn:x:2</id><title type="html">&lt;em&gt;T&lt;/em&gt;</title>'
+            '<summary type="text">1 &lt; 2</summary>'
+            '<content type="html">&lt;p&gt;x&lt;/p&gt;</content></entry>'
+            '<entry><id>urn:x:3</id><title type="text">&lt;em&gt;T&lt;/em&gt;</title>'
+            '<content type="text">plain\ntext</content></entry>'
+        ),
+        XML,
+    ),
+    "multiple atom links": (
+        _atom(
+            "<entry><id>urn:x:4</id><title>L</title>"
+            '<link rel="self" href="https://www.example.org/self"/>'
+            '<link rel="enclosure" href="https://www.example.org/a.mp3"/>'
+            '<link href="https://www.example.org/first"/>'
+            '<link rel="alternate" type="text/html" href="https://www.example.org/second"/>'
+            '<link rel="alternate" type="application/pdf" href="https://www.example.org/pdf"/>'
+            "</entry>"
+            "<entry><id>https://www.example.org/id-as-link</id><title>no link</title></entry>"
+        ),
+        XML,
+    ),
+    "relative links": (
+        _rss(
+            "<item><title>r</title><link>/news/1</link><guid>n-77</guid></item>"
+            "<item><title>q</title><link>../up?a=1&amp;b=2</link></item>"
+        ),
+        XML,
+    ),
+    "guid not a permalink": (
+        _rss('<item><title>g</title><guid isPermaLink="false">n-1</guid></item>'),
+        XML,
+    ),
+    "permalink guid without link": (
+        _rss("<item><title>g</title><guid>https://www.example.org/p/1</guid></item>"),
+        XML,
+    ),
+    "items without guid, link or title": (
+        _rss("<item><description>orphan</description></item><item><title>kept</title></item>"),
+        XML,
+    ),
+    "duplicate guids": (
+        _rss(
+            "<item><guid>d</guid><title>one</title></item>"
+            "<item><guid>d</guid><title>two</title></item>"
+            "<item><guid>d</guid><title>one</title></item>"
+        ),
+        XML,
+    ),
+    "rss 0.91 netscape doctype": (
+        (
+            b'<?xml version="1.0"?>\n<!DOCTYPE rss PUBLIC'
+            b' "-//Netscape Communications//DTD RSS 0.91//EN"'
+            b' "http://my.netscape.com/publish/formats/rss-0.91.dtd">\n'
+            b'<rss version="0.91"><channel>'
+            b"<title>T</title><language>en-us</language><item><title>One</title>"
+            b"<link>https://www.example.org/1</link></item></channel></rss>"
+        ),
+        XML,
+    ),
+    "rdf with dc:date": (
+        (
+            b'<?xml version="1.0"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+            b' xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            b'<channel rdf:about="https://www.example.org/"><title>R</title>'
+            b"<link>https://www.example.org/</link><dc:language>de</dc:language></channel>"
+            b'<item rdf:about="https://www.example.org/1"><title>I</title>'
+            b"<link>https://www.example.org/1</link><dc:date>2024-05-01T10:00:00+03:00</dc:date>"
+            b"<dc:subject>Politik</dc:subject><dc:creator>A. Autor</dc:creator></item></rdf:RDF>"
+        ),
+        XML,
+    ),
+    "atom under another prefix": (
+        _atom(
+            "<a:entry><a:id>urn:x:5</a:id><a:title>prefixed</a:title>"
+            '<a:link href="https://www.example.org/5"/><a:author><a:name>N</a:name></a:author>'
+            "<a:updated>2024-01-01T00:00:00Z</a:updated></a:entry>",
+            "<a:title>A</a:title>",
+            root="a:feed",
+        ),
+        XML,
+    ),
+    "rss in a default namespace": (
+        (
+            b'<rss version="2.0" xmlns="http://backend.userland.com/rss2"><channel><title>U</title>'
+            b"<item><title>u</title><link>https://www.example.org/u</link></item></channel></rss>"
+        ),
+        XML,
+    ),
+    "rss in an unknown default namespace": (
+        (
+            b'<rss version="2.0"><channel xmlns="http://example.com/unknown"><title>U</title>'
+            b"<item><title>u</title></item></channel></rss>"
+        ),
+        XML,
+    ),
+    "content-language header": (
+        _rss("<item><title>c</title></item>"),
+        {"Content-Type": "application/xml", "Content-Language": "de_DE"},
+    ),
+    "xml:lang on entries": (
+        _atom(
+            '<entry xml:lang="fr"><id>urn:x:6</id><title>fr</title></entry>'
+            '<entry><id>urn:x:7</id><title xml:lang="es">es</title><content>c</content></entry>'
+            '<entry xml:lang=""><id>urn:x:8</id><title>none</title></entry>',
+            attrs=' xml:lang="en"',
+        ),
+        XML,
+    ),
+    "xml:base": (
+        _atom(
+            '<entry xml:base="https://other.example/dir/"><id>urn:x:9</id><title>b</title>'
+            '<link href="page"/><content type="html">&lt;a href="rel"&gt;x&lt;/a&gt;'
+            '&lt;img src="/i.png"&gt;</content></entry>',
+            attrs=' xml:base="https://www.example.org/base/"',
+        ),
+        XML,
+    ),
+    "odd dates and zones": (
+        _rss(
+            "".join(
+                f"<item><guid>d{i}</guid><title>d{i}</title><pubDate>{d}</pubDate></item>"
+                for i, d in enumerate(
+                    [
+                        "Mon, 03 Jun 2024 10:00:00 MSK",
+                        "2024-06-03T10:00:00+03:00",
+                        "2024-06-03T10:00:00",
+                        "Mon, 01 Jan 1900 00:00:00 GMT",
+                        "Fri, 01 Jan 9999 00:00:00 GMT",
+                        "not a date at all",
+                        "10000-01-01",
+                        "",
+                    ]
+                )
+            )
+        ),
+        XML,
+    ),
+    "dc:date and pubDate": (
+        _rss(
+            "<item><title>x</title><dc:date>2024-01-02T00:00:00Z</dc:date>"
+            "<pubDate>Wed, 03 Jan 2024 00:00:00 GMT</pubDate></item>"
+        ),
+        XML,
+    ),
+    "authors": (
+        _rss(
+            "<item><title>a</title><author>jane@example.org (Jane Doe)</author></item>"
+            "<item><title>b</title><dc:creator>A</dc:creator><dc:creator>B</dc:creator></item>"
+            "<item><title>c</title><author>only@example.org</author></item>"
+        ),
+        XML,
+    ),
+    "atom feed author inherited": (
+        _atom(
+            "<entry><id>urn:x:10</id><title>i</title></entry>"
+            "<entry><id>urn:x:11</id><title>o</title><author><name>Own</name>"
+            "<email>own@example.org</email></author></entry>",
+            "<title>F</title><author><name>Feed Author</name></author>",
+        ),
+        XML,
+    ),
+    "categories": (
+        _rss(
+            '<item><title>c</title><category domain="d">One</category><category>one</category>'
+            "<dc:subject>Two</dc:subject></item>"
+        )
+        .replace(b"<rss", b'<rss xmlns:media="http://search.yahoo.com/mrss/"', 1)
+        .replace(b"</item>", b'<media:category scheme="s">Three</media:category></item>'),
+        XML,
+    ),
+    "content encoded and description": (
+        _rss(
+            "<item><title>c</title><description>short</description>"
+            "<content:encoded><![CDATA[<p>long <b>text</b></p>]]></content:encoded></item>"
+            "<item><title>d</title><description>first</description>"
+            "<description>second</description></item>"
+        ),
+        XML,
+    ),
+    "ttl": (_rss("<item><title>t</title></item>", "<ttl>45</ttl>"), XML),
+    "bad ttl": (_rss("<item><title>t</title></item>", "<ttl>soon</ttl>"), XML),
+    "windows-1251 declared": (
+        '<?xml version="1.0" encoding="windows-1251"?><rss version="2.0"><channel>'
+        "<title>Новости</title><item><title>Заголовок</title></item></channel></rss>".encode(
+            "cp1251"
+        ),
+        XML,
+    ),
+    "windows-1251 declared over utf-8": (
+        '<?xml version="1.0" encoding="windows-1251"?><rss version="2.0"><channel>'
+        "<title>Новости</title><item><title>Заголовок</title></item></channel></rss>".encode(),
+        XML,
+    ),
+    "charset header over utf-8 body": (
+        "<rss><channel><title>Новости</title><item><title>Élan</title></item></channel></rss>".encode(),
+        {"Content-Type": "text/xml; charset=windows-1251"},
+    ),
+    "utf-8 bom": (b"\xef\xbb\xbf" + _rss("<item><title>bom</title></item>"), XML),
+    "leading whitespace before the declaration": (
+        b"\n  " + _rss("<item><title>ws</title></item>"),
+        XML,
+    ),
+    "control characters": (_rss("<item><title>a\x01b</title></item>"), XML),
+    "character reference to a control": (_rss("<item><title>a&#1;b</title></item>"), XML),
+    "not well-formed": (_rss("<item><title>a &nbsp; b</title></item>"), XML),
+    "truncated": (_rss("<item><title>a</title></item>")[:-20], XML),
+    "html content-type": (
+        _rss("<item><title>h</title></item>"),
+        {"Content-Type": "text/html; charset=utf-8"},
+    ),
+    "no content-type": (_rss("<item><title>n</title></item>"), {}),
+    "unsafe javascript link in content": (
+        _rss(
+            '<item><title>j</title><description><![CDATA[<a href="javascript:alert(1)">x</a>'
+            '<a href="//cdn.example/x">y</a><img src="a.png" src="b.png">]]></description></item>'
+        ),
+        XML,
+    ),
+    "unknown entity and odd markup in content": (
+        _rss(
+            "<item><title>m</title><description><![CDATA[a &foo; b<br/><p/>c &copy d <!x>"
+            "<a title='q' href=x>t</a>]]></description></item>"
+        ),
+        XML,
+    ),
+    "media title and description": (
+        _rss(
+            '<item><media:content url="https://www.example.org/v.mp4"><media:title>Media</media:title>'
+            "<media:description>md</media:description></media:content>"
+            "<title>Item</title><description>d</description></item>"
+        ).replace(b"<rss", b'<rss xmlns:media="http://search.yahoo.com/mrss/"', 1),
+        XML,
+    ),
+    "itunes summary and description": (
+        _rss(
+            "<item><title>p</title><itunes:summary>s</itunes:summary><description>d</description></item>"
+        ).replace(b"<rss", b'<rss xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"', 1),
+        XML,
+    ),
+    "source element": (
+        _rss(
+            '<item><title>s</title><source url="https://src.example/">Source title</source></item>'
+        ),
+        XML,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", EDGE_CASES.values(), ids=EDGE_CASES.keys())
+def test_edge_case_agrees_or_declines(case: tuple[bytes, dict[str, str]]) -> None:
+    content, headers = case
+    fast, slow = _paths(content, URL, headers)
+    if fast is None:
+        return
+    assert not isinstance(slow, ParseError), slow
+    assert _differences(fast, slow, URL) == []
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cdata html title",
+        "atom xhtml content and title",
+        "multiple atom links",
+        "rdf with dc:date",
+        "atom under another prefix",
+        "xml:base",
+        "odd dates and zones",
+        "windows-1251 declared",
+        "windows-1251 declared over utf-8",
+        "utf-8 bom",
+        "rss 0.91 netscape doctype",
+    ],
+)
+def test_common_edge_cases_are_accepted(name: str) -> None:
+    content, headers = EDGE_CASES[name]
+
+    fast, _ = _paths(content, URL, headers)
+
+    assert fast is not None
+
+
+@pytest.mark.parametrize(
+    "name", ["not well-formed", "truncated", "leading whitespace before the declaration"]
+)
+def test_broken_documents_are_declined(name: str) -> None:
+    content, headers = EDGE_CASES[name]
+
+    fast, _ = _paths(content, URL, headers)
+
+    assert fast is None
+
+
+def test_parse_document_uses_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        pytest.fail("the feedparser path ran for a document the fast path takes")
+
+    monkeypatch.setattr(parse, "_parse_xml_feedparser", fail)
+    content, headers = EDGE_CASES["cdata html title"]
+
+    parsed = parse.parse_document(content, url=URL, headers=headers)
+
+    assert [e.title for e in parsed.entries] == ["<b>Bold</b> move"]
+
+
+def test_declined_document_goes_to_feedparser() -> None:
+    content, headers = EDGE_CASES["not well-formed"]
+
+    parsed = parse.parse_document(content, url=URL, headers=headers)
+
+    assert [e.title for e in parsed.entries] == ["a \xa0 b"]
+    assert parsed.warnings
+
+
+def test_fast_path_bug_falls_back_to_feedparser(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(parse, "parse_fast", explode)
+    content, headers = EDGE_CASES["cdata html title"]
+
+    parsed = parse.parse_document(content, url=URL, headers=headers)
+
+    assert [e.title for e in parsed.entries] == ["<b>Bold</b> move"]
+
+
+def test_a_feedparser_double_sees_every_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that replace feedparser.parse get the document, fast path or not."""
+    seen: list[object] = []
+
+    def double(*args: object, **kwargs: object) -> dict[str, object]:
+        seen.append(args)
+        return {"bozo": False, "version": "rss20", "feed": {"title": "T"}, "entries": []}
+
+    monkeypatch.setattr(feedparser, "parse", double)
+    content, headers = EDGE_CASES["cdata html title"]
+
+    parse.parse_document(content, url=URL, headers=headers)
+
+    assert len(seen) == 1
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_tables_match_feedparser() -> None:
+    """The constants copied from feedparser are feedparser's (guards an upgrade)."""
+    from feedparser.html import _BaseHTMLProcessor, _cp1252
+    from feedparser.mixin import _FeedParserMixin
+    from feedparser.sanitizer import _HTMLSanitizer
+    from feedparser.urls import ACCEPTABLE_URI_SCHEMES, RelativeURIResolver
+
+    mixin = _FeedParserMixin
+    assert {k.lower(): v for k, v in mixin.namespaces.items()} == _fastxml.NAMESPACES
+    assert set(mixin.can_be_relative_uri) == _fastxml.CAN_BE_RELATIVE_URI
+    assert set(mixin.can_contain_relative_uris) == _fastxml.CAN_CONTAIN_RELATIVE_URIS
+    assert set(_HTMLSanitizer.acceptable_elements) == _fastxml.ACCEPTABLE_ELEMENTS
+    assert set(_BaseHTMLProcessor.elements_no_end_tag) == _fastxml.ELEMENTS_NO_END_TAG
+    assert _cp1252 == _fastxml.CP1252
+    assert set(ACCEPTABLE_URI_SCHEMES) == _fastxml.ACCEPTABLE_URI_SCHEMES
+    resolved = {pair for pair in RelativeURIResolver.relative_uris if pair[0] in ("a", "img")}
+    assert resolved == _fastxml._RELATIVE_URI_ATTRS
+    names = dir(feedparser.api.StrictFeedParser)
+    assert {n[7:] for n in names if n.startswith("_start_")} == _fastxml.START_HANDLERS
+    assert {n[5:] for n in names if n.startswith("_end_")} == _fastxml.END_HANDLERS
+
+
+@pytest.mark.parametrize(
+    ("base", "uri"),
+    [
+        ("https://a.example/x/y", "../z?q=1#f"),
+        ("https://a.example/", "https:////b.example/c"),
+        ("https://a.example/", "javascript:alert(1)"),
+        ("https://a.example/", "http://b.example/c/../d"),
+        ("https://a.example/", "http://[::1"),
+        ("https://a.example/", " //b.example/p "),
+    ],
+)
+def test_url_helpers_match_feedparser(base: str, uri: str) -> None:
+    from feedparser.urls import _urljoin, make_safe_absolute_uri
+
+    assert _fastxml.urljoin(base, uri) == _urljoin(base, uri)
+    assert _fastxml.make_safe_absolute_uri(base, uri) == make_safe_absolute_uri(base, uri)
+
+
+# --------------------------------------------------------------------------- mutations
+
+SEEDS = [
+    EDGE_CASES[name][0]
+    for name in (
+        "content encoded and description",
+        "atom xhtml content and title",
+        "rdf with dc:date",
+    )
+]
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    seed=st.sampled_from(SEEDS),
+    cut=st.integers(min_value=0, max_value=2000),
+    flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=3),
+    insert=st.sampled_from(
+        ["", "&amp;", "&lt;b&gt;", "&#233;", "&#x1F600;", "&foo;", "<![CDATA[<i>]]>"]
+    ),
+    at=st.integers(min_value=0, max_value=2000),
+)
+def test_mutated_feeds_agree_or_decline(
+    seed: bytes, cut: int, flips: list[tuple[int, int]], insert: str, at: int
+) -> None:
+    data = bytearray(seed[: max(cut, 40)] if cut < len(seed) else seed)
+    for position, value in flips:
+        if data:
+            data[position % len(data)] = value
+    position = at % (len(data) + 1)
+    content = bytes(data[:position]) + insert.encode() + bytes(data[position:])
+    try:
+        fast, slow = _paths(content, URL, XML)
+    except ParseError:
+        return
+    if fast is None:
+        return
+    assert not isinstance(slow, ParseError), slow
+    assert _differences(fast, slow, URL) == []
