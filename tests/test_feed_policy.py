@@ -21,12 +21,12 @@ import pytest
 from fakes import Entry, FakeClock, rss
 from loopback import Exchange, Handler, LoopbackServer, send
 
-from feedwatch._model import FeedForUpdate, FeedSpec, FetchOptions, ParsedFeed, SchedulerOptions
+from feedwatch._model import FeedForUpdate, FeedSpec, FetchOptions, SchedulerOptions
 from feedwatch.config import parse_config
 from feedwatch.core import make_app
 from feedwatch.fetch import HttpFetcher
-from feedwatch.parse import parse_document
 from feedwatch.pipeline import Pipeline
+from feedwatch.prepare import InlinePrepare
 from feedwatch.rules import compile_rules
 from feedwatch.storage.base import StorageType
 from feedwatch.storage.sql import SqlStorage
@@ -40,10 +40,6 @@ LOCAL = FetchOptions(allow_networks=("127.0.0.1/32",), timeout=10.0, connect_tim
 POLICY = SchedulerOptions(disable_after=3 * DAY)
 DOC = rss(Entry("e1", "First entry", "Some text."), title="Loopback feed")
 RSS = {"Content-Type": "application/rss+xml; charset=utf-8"}
-
-
-async def parse_inline(content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-    return parse_document(content, url=url, headers=headers)
 
 
 class Rig:
@@ -103,8 +99,7 @@ class Rig:
                 pipeline = Pipeline(
                     cast(StorageType, self.storage),
                     fetcher,
-                    compile_rules(()),
-                    parse_inline,
+                    InlinePrepare(compile_rules(())),
                     clock=self.clock,
                     rand=lambda: 0.0,
                     policy=self.policy,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -24,14 +24,13 @@ from feedwatch._model import (
     FeedSpec,
     FeedUpdateIntent,
     ItemChange,
-    ParsedFeed,
     PollStatus,
     RuleSpec,
 )
 from feedwatch.decide import HASH_CHANGED_LIMIT
 from feedwatch.exceptions import ErrorKind, FetchError
-from feedwatch.parse import parse_document
 from feedwatch.pipeline import Pipeline
+from feedwatch.prepare import InlinePrepare
 from feedwatch.rules import compile_rules
 from feedwatch.storage.base import StorageType
 from feedwatch.storage.sql import SqlStorage
@@ -57,22 +56,21 @@ DOC_A = rss(A1, A2, title="Feed A")
 DOC_B = rss(B1, B2, title="Feed B")
 
 
-async def parse_inline(content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-    """The ParseRunner ``core`` uses: the real parser, run in the event loop."""
-    return parse_document(content, url=url, headers=headers)
-
-
 class RecordingStorage:
-    """Real storage, with every ``commit_feed`` intent and result recorded."""
+    """Real storage, with every committed intent and its result recorded."""
 
     def __init__(self, inner: SqlStorage) -> None:
         self.inner = inner
         self.commits: list[tuple[FeedUpdateIntent, CommitResult]] = []
 
     def commit_feed(self, intent: FeedUpdateIntent) -> CommitResult:
-        result = self.inner.commit_feed(intent)
-        self.commits.append((intent, result))
+        (result,) = self.commit_feeds([intent])
         return result
+
+    def commit_feeds(self, intents: Sequence[FeedUpdateIntent]) -> list[CommitResult]:
+        results = self.inner.commit_feeds(intents)
+        self.commits.extend(zip(intents, results, strict=True))
+        return results
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -97,8 +95,7 @@ class Harness:
         self.pipeline = Pipeline(
             cast(StorageType, self.recorder),
             self.fetcher,
-            compile_rules(rules),
-            parse_inline,
+            InlinePrepare(compile_rules(rules)),
             clock=self.clock,
             rand=lambda: rand,
         )

@@ -937,3 +937,62 @@ def test_schema_head_is_alembics_head() -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     assert ScriptDirectory.from_config(config).get_current_head() == SCHEMA_HEAD
+
+
+# ---------------------------------------------------------------------- batched commits
+
+
+def test_commit_feeds_writes_each_poll_fenced_on_its_own_lease(storage: SqlStorage) -> None:
+    sync(storage, [FeedSpec("a", "https://a.example/feed"), FeedSpec("b", "https://b.example/f")])
+    claimed = {f.name: f for f in storage.claim_due_feeds(T0, 10, 60, "me")}
+    results = storage.commit_feeds(
+        [
+            intent(claimed["a"].id, token="me", items=(new(make_item("a1")), new(make_item("a2")))),
+            # b's lease is someone else's: nothing of b is written.
+            intent(claimed["b"].id, token="not-me", items=(new(make_item("b1")),)),
+        ]
+    )
+    assert [(r.written, r.new_items) for r in results] == [(True, 2), (False, 0)]
+    assert sorted(i.entry_key for i in storage.list_items()) == ["a1", "a2"]
+    stored = storage.entries_for_feeds(
+        {claimed["a"].id: ["a1", "a2", "zz"], claimed["b"].id: ["b1"]}
+    )
+    assert set(stored) == {claimed["a"].id}
+    assert sorted(stored[claimed["a"].id]) == ["a1", "a2"]
+
+
+def test_sqlite_fast_insert_stores_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """The SQLite item insert bypasses SQLAlchemy; its values must read back the
+    same, and be stored as the same text (dates sort as text in SQLite)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'fast.db'}")
+    try:
+        storage.migrate()
+        sync(storage, [FeedSpec("a", "https://a.example/feed")])
+        fid = feed_id(storage, "a")
+        odd = datetime(1900, 1, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=3)))
+        item = replace(
+            make_item("k1", published=odd),
+            tags=("ООН", "un"),
+            updated=T0 + timedelta(microseconds=7),
+        )
+        storage.commit_feed(intent(fid, items=(new(item),)))
+        (stored,) = storage.list_items()
+        assert stored.published == odd.astimezone(UTC)
+        assert stored.tags == ("ООН", "un")
+        (entry,) = storage.entries_for_update(fid, ["k1"]).values()
+        assert entry.updated == T0 + timedelta(microseconds=7)
+        # The same row written by SQLAlchemy, under another key.
+        with storage.engine.connect() as conn:
+            (row,) = conn.execute(sa.select(metadata.tables["items"])).mappings()
+        by_sqlalchemy = dict(row) | {"id": None, "entry_key": "k2"}
+        with storage.engine.begin() as conn:
+            conn.execute(metadata.tables["items"].insert(), by_sqlalchemy)
+        with sqlite3.connect(tmp_path / "fast.db") as raw:
+            fast, slow = raw.execute(
+                "SELECT published, updated, first_seen, last_changed_at, sort_at, tags "
+                "FROM items ORDER BY entry_key"
+            ).fetchall()
+        assert fast == slow
+        assert fast[0] == "1899-12-31 21:00:00.000000"
+    finally:
+        storage.close()

@@ -146,6 +146,37 @@ class ParsedFeed:
     ttl_minutes: int | None = None
 
 
+# ------------------------------------------------------------------- fetch -> prepare (worker)
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareJob:
+    """One fetched document to parse, normalise and match (in a worker process)."""
+
+    content: bytes
+    #: The final URL the body came from; relative links resolve against it.
+    url: str
+    headers: dict[str, str]
+    #: The feed's name and tags, which rules can look at (``feed:``, ``tag:``).
+    feed: str
+    feed_tags: tuple[str, ...]
+    #: This poll's time: every new item's ``first_seen``.
+    polled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A document turned into items, with the rules each item matches."""
+
+    title: str | None
+    ttl_minutes: int | None
+    items: tuple[Item, ...]
+    #: Parser and normaliser warnings, for the log.
+    warnings: tuple[str, ...]
+    #: entry key -> the rules the item matches (only items with at least one).
+    matches: dict[str, tuple[RuleMatch, ...]]
+
+
 # --------------------------------------------------------------------------- normalise -> decide
 
 

@@ -12,16 +12,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ._model import MatchInput, RuleMatch, RuleSpec, SendResult
 from .config import Config
 from .dispatch import Dispatcher, DispatchSummary, Sender
-from .email_out import SmtpSender
 from .exceptions import ConfigError, ConfigProblem
 from .fetch import Fetcher, HttpFetcher, WebhookClient
 from .pipeline import Pipeline
-from .rules import Matcher, check_query, compile_rules
 from .storage.base import StorageType, SyncReport
 from .storage.sql import open_storage
 from .types import (
@@ -38,8 +36,10 @@ from .types import (
     StoredItem,
     SubscriberStatus,
 )
-from .webhook import WebhookSender
-from .workers import ParsePool, parse_workers
+from .workers import PreparePool, parse_workers
+
+if TYPE_CHECKING:
+    from .rules import Matcher
 
 #: The window of :attr:`RuleStatus.alerts_7d`.
 RECENT_ALERTS = timedelta(days=7)
@@ -69,6 +69,10 @@ class _RealChannels:
     """SMTP and webhooks; webhooks share the feed fetcher's SSRF guard and allow-list."""
 
     def __init__(self, config: Config) -> None:
+        # Imported here: a poll with no subscriber never needs smtplib or the payloads.
+        from .email_out import SmtpSender
+        from .webhook import WebhookSender
+
         self._client = WebhookClient(config.fetch)
         self.senders: Mapping[str, Sender] = {
             "email": SmtpSender(),
@@ -125,7 +129,6 @@ class Feedwatch:
         self._channels_factory = channels_factory or (lambda: _RealChannels(config))
         self._clock = clock
         self._rand = rand
-        self._matcher: Matcher = compile_rules(config.rules)
 
     def close(self) -> None:
         self.storage.close()
@@ -159,13 +162,18 @@ class Feedwatch:
             on_start(len(feeds))
         started_at = self._clock()
         fetcher = self._fetcher_factory()
-        parser = ParsePool(workers=parse_workers(), budget=self.config.scheduler.parse_timeout)
+        workers = PreparePool(
+            rules=self.config.rules,
+            workers=parse_workers(),
+            budget=self.config.scheduler.parse_timeout,
+        )
         try:
+            # The workers start (and compile the rules) while the first fetches run.
+            await workers.start()
             pipeline = Pipeline(
                 self.storage,
                 fetcher,
-                self._matcher,
-                parser,
+                workers,
                 clock=self._clock,
                 rand=self._rand,
                 subscribers=self.config.subscribers,
@@ -175,7 +183,7 @@ class Feedwatch:
             results = await pipeline.poll(feeds, on_result)
         finally:
             await fetcher.aclose()
-            parser.close()
+            await workers.aclose()
         deliveries = await self.dispatch(synced=True)
         elapsed = (self._clock() - started_at).total_seconds()
         return PollSummary(tuple(results), started_at, elapsed, sync, deliveries)
@@ -184,6 +192,9 @@ class Feedwatch:
         """Send every delivery that is due now, once each; retries wait for their time."""
         if not synced:
             self.sync()
+        if not self.config.subscribers:
+            # Only configured subscribers' deliveries are ever claimed.
+            return DispatchSummary()
         channels = self._channels_factory()
         try:
             return await self._dispatcher(channels).dispatch_due()
@@ -363,6 +374,9 @@ def try_rule(
 
 
 def _compile_one(query: str) -> Matcher:
+    # Imported here: polling never compiles rules in this process (the workers do).
+    from .rules import check_query, compile_rules
+
     check_query(query)
     return compile_rules([RuleSpec(name="query", query=query)])
 

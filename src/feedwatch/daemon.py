@@ -56,10 +56,9 @@ from .exceptions import ConfigError, StorageError
 from .fetch import HttpFetcher
 from .metrics import Metrics
 from .pipeline import Pipeline
-from .rules import compile_rules
 from .server import HttpServer, create_app
 from .types import PollResult
-from .workers import ParsePool, parse_workers
+from .workers import PreparePool, parse_workers
 
 log = get_logger(__name__)
 
@@ -116,7 +115,7 @@ class Daemon:
         self.app: Feedwatch
         self._pipeline: Pipeline
         self._fetcher: HttpFetcher
-        self._parser: ParsePool
+        self._parser: PreparePool
 
     # ------------------------------------------------------------------ DaemonState
 
@@ -141,8 +140,11 @@ class Daemon:
         self.app = make_app(config, clock=self._clock)
         self.app.sync()  # StorageError goes to the caller: exit 3
         self._fetcher = HttpFetcher(config.fetch, clock=self._clock)
-        self._parser = ParsePool(workers=parse_workers(), budget=config.scheduler.parse_timeout)
+        self._parser = PreparePool(
+            rules=config.rules, workers=parse_workers(), budget=config.scheduler.parse_timeout
+        )
         self._pipeline = self._make_pipeline(self.app)
+        await self._parser.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop_soon, sig)
@@ -204,10 +206,11 @@ class Daemon:
         return scheduler
 
     def _make_pipeline(self, app: Feedwatch) -> Pipeline:
+        # Workers take the new rules before their next document.
+        self._parser.set_rules(app.config.rules)
         return Pipeline(
             app.storage,
             self._fetcher,
-            compile_rules(app.config.rules),
             self._parser,
             clock=self._clock,
             rand=self._rand,
@@ -239,7 +242,7 @@ class Daemon:
         with contextlib.suppress(Exception):
             await server.stop()
         await self._fetcher.aclose()
-        self._parser.close()
+        await self._parser.aclose()
         self.app.close()
         self._remove_pid()
         event(log, logging.INFO, "daemon stopped")

@@ -5,11 +5,11 @@ does not know which fetcher, parser runner or database it talks to::
 
     feeds (from storage)
     | fetch          Fetcher.fetch, concurrently (the fetcher bounds global and per-host load)
-    | parse          ParseRunner (inline, or a process pool): bytes + headers -> ParsedFeed
-    | normalise      pure: ParsedFeed -> Items
+    | prepare        PrepareRunner (worker processes, or inline): bytes + headers ->
+    |                parse, normalise (pure) and match every item (pure) -> Prepared
     | stored         storage.entries_for_update
     | decide         pure: new / updated items, next poll time
-    | match          pure: Matcher over new and updated items -> alerts
+    | alerts         the matches of new and updated items
     | plan           pure: which subscribers get which alert (outbox.plan_deliveries)
     | commit         storage.commit_feed: feed state + items + alerts + deliveries, ONE transaction
 
@@ -23,40 +23,64 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from . import _failpoints as failpoints
 from ._logging import bind, event, get_logger
 from ._model import (
     AlertIntent,
+    CommitResult,
+    EntryForUpdate,
     FeedForUpdate,
     FeedUpdateIntent,
     FetchResult,
     ItemIntent,
-    MatchInput,
     Notice,
-    ParsedFeed,
     PollStatus,
+    Prepared,
+    PrepareJob,
     SchedulerOptions,
     SubscriberSpec,
 )
 from .decide import NextPoll, Outcome, ServerHints, decide_items, schedule_next, server_hints
 from .exceptions import ErrorKind, FeedError, FetchError, ParseError, StorageError
 from .fetch import Fetcher
-from .normalise import normalise_entries
 from .outbox import plan_deliveries
-from .rules import Matcher
 from .storage.base import StorageType
 from .types import PollResult
 
 log = get_logger(__name__)
 
-#: Runs ``parse_document(content, url=..., headers=...)``; inline or in a worker process.
-ParseRunner = Callable[[bytes, str, Mapping[str, str]], Awaitable[ParsedFeed]]
+#: Runs ``prepare.prepare`` for a job: in worker processes, or inline (tests).
+PrepareRunner = Callable[[PrepareJob], Awaitable[Prepared]]
 
 Clock = Callable[[], datetime]
+
+#: A write batch closes at this many feeds, or once it holds this many items.
+WRITE_BATCH_FEEDS = 64
+WRITE_BATCH_ITEMS = 2000
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """A feed fetched (and prepared, unless the server said 304), waiting for the writer."""
+
+    feed: FeedForUpdate
+    polled_at: datetime
+    result: FetchResult
+    prepared: Prepared | None
+    done: asyncio.Future[PollResult] | None = None
+
+    def resolve(self, result: PollResult) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(result)
+
+    def resolve_error(self, exc: BaseException) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(exc)
 
 
 class Pipeline:
@@ -66,8 +90,7 @@ class Pipeline:
         self,
         storage: StorageType,
         fetcher: Fetcher,
-        matcher: Matcher,
-        parse: ParseRunner,
+        prepare: PrepareRunner,
         *,
         clock: Clock,
         rand: Callable[[], float],
@@ -80,8 +103,9 @@ class Pipeline:
         self._policy = policy
         self._storage = storage
         self._fetcher = fetcher
-        self._matcher = matcher
-        self._parse = parse
+        self._prepare = prepare
+        self._ready: deque[_Fetched] = deque()
+        self._writer: asyncio.Task[None] | None = None
         self._clock = clock
         self._rand = rand
 
@@ -149,90 +173,142 @@ class Pipeline:
             feed.url, etag=feed.etag, last_modified=feed.last_modified
         )
         if fetched.not_modified:
-            return self._commit_not_modified(feed, polled_at, fetched)
+            return await self._write(_Fetched(feed, polled_at, fetched, None))
         try:
-            parsed = await self._parse(fetched.content, fetched.final_url, fetched.headers)
+            prepared = await self._prepare(
+                PrepareJob(
+                    content=fetched.content,
+                    url=fetched.final_url,
+                    headers=dict(fetched.headers),
+                    feed=feed.name,
+                    feed_tags=feed.tags,
+                    polled_at=polled_at,
+                )
+            )
         except ParseError as exc:
             return self._record_error(feed, polled_at, exc, http_status=fetched.status)
-        items, warnings = normalise_entries(parsed, feed_url=fetched.final_url, now=polled_at)
-        for warning in (*parsed.warnings, *warnings):
+        for warning in prepared.warnings:
             event(log, logging.WARNING, "parse warning", feed=feed.name, warning=warning)
-        stored = self._storage.entries_for_update(feed.id, [i.entry_key for i in items])
-        intents = decide_items(items, stored)
-        alerts = self._match(feed, intents)
-        publish_times = self._storage.recent_publish_times(feed.id) if self._policy.adaptive else ()
-        hints = server_hints(fetched.headers, parsed.ttl_minutes, polled_at)
-        committed = self._storage.commit_feed(
-            FeedUpdateIntent(
-                feed_id=feed.id,
-                lease_token=feed.lease_token,
-                polled_at=polled_at,
-                status=PollStatus.OK,
-                next_poll_at=self._next(
-                    feed, polled_at, Outcome.OK, hints=hints, publish_times=publish_times
-                ).at,
-                moved_to=fetched.permanent_redirect,
-                ttl_minutes=parsed.ttl_minutes,
-                etag=fetched.etag,
-                last_modified=fetched.last_modified,
-                feed_title=parsed.title,
-                http_status=fetched.status,
-                items=tuple(intents),
-                alerts=tuple(alerts),
-                deliveries=plan_deliveries(
-                    self._subscribers, feed.name, feed.tags, alerts, polled_at
-                ),
+        return await self._write(_Fetched(feed, polled_at, fetched, prepared))
+
+    # ------------------------------------------------------------------ the writer
+
+    async def _write(self, fetched: _Fetched) -> PollResult:
+        """Queue a fetched feed for the writer; its result once committed.
+
+        Feeds that are ready together are committed together: one read of their
+        stored items and ONE transaction for all of them (each still fenced on
+        its own lease). A failed batch is retried feed by feed, so one feed's
+        bad data or lost lease never costs the others theirs.
+        """
+        fetched.done = asyncio.get_running_loop().create_future()
+        self._ready.append(fetched)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+        return await fetched.done
+
+    async def _drain(self) -> None:
+        try:
+            while self._ready:
+                # Let every feed whose result is already here join this batch.
+                await asyncio.sleep(0)
+                batch: list[_Fetched] = []
+                items = 0
+                while self._ready and len(batch) < WRITE_BATCH_FEEDS and items < WRITE_BATCH_ITEMS:
+                    batch.append(self._ready.popleft())
+                    items += len(batch[-1].prepared.items) if batch[-1].prepared else 0
+                self._commit_batch(batch)
+        finally:
+            self._writer = None
+            # Cancelled with feeds still waiting: they fail rather than hang.
+            while self._ready:
+                waiting = self._ready.popleft()
+                if waiting.done is not None and not waiting.done.done():
+                    waiting.done.cancel()
+
+    def _commit_batch(self, batch: Sequence[_Fetched]) -> None:
+        try:
+            stored = self._storage.entries_for_feeds(
+                {
+                    f.feed.id: [i.entry_key for i in f.prepared.items]
+                    for f in batch
+                    if f.prepared is not None
+                }
             )
-        )
-        if committed.new_deliveries:
+        except Exception as exc:
+            for fetched in batch:
+                fetched.resolve_error(exc)
+            return
+        planned: list[tuple[_Fetched, FeedUpdateIntent]] = []
+        for fetched in batch:
+            try:
+                planned.append((fetched, self._intent(fetched, stored.get(fetched.feed.id, {}))))
+            except Exception as exc:
+                fetched.resolve_error(exc)
+        results: list[CommitResult | None]
+        try:
+            results = list(self._storage.commit_feeds([intent for _, intent in planned]))
+        except Exception as exc:
+            if len(planned) == 1:
+                planned[0][0].resolve_error(exc)
+                return
+            results = []
+            for fetched, intent in planned:
+                try:
+                    results.append(self._storage.commit_feed(intent))
+                except Exception as one_exc:
+                    fetched.resolve_error(one_exc)
+                    results.append(None)
+        if any(r is not None and r.new_deliveries for r in results):
             failpoints.hit("after-commit")
-        return PollResult(
-            feed=feed.name,
-            url=feed.url,
-            status=PollStatus.OK.value,
-            new=committed.new_items,
-            updated=committed.updated_items,
-            alerts=committed.new_alerts,
-            seen=len(items),
-            http_status=fetched.status,
-            warnings=(*parsed.warnings, *warnings),
+        for (fetched, _), committed in zip(planned, results, strict=True):
+            if committed is not None:
+                fetched.resolve(_poll_result(fetched, committed))
+
+    def _intent(self, fetched: _Fetched, stored: Mapping[str, EntryForUpdate]) -> FeedUpdateIntent:
+        """What to write for a fetched feed: pure, given what is stored."""
+        feed, polled_at, result, prepared = (
+            fetched.feed,
+            fetched.polled_at,
+            fetched.result,
+            fetched.prepared,
         )
-
-    def _match(self, feed: FeedForUpdate, intents: Sequence[ItemIntent]) -> list[AlertIntent]:
-        alerts: list[AlertIntent] = []
-        for intent in intents:
-            item = intent.item
-            subject = MatchInput(
-                title=item.title,
-                content=item.content_text,
-                author=item.author or "",
-                feed=feed.name,
-                tags=(*feed.tags, *item.tags),
-                lang=item.language,
-            )
-            for match in self._matcher.match(subject):
-                alerts.append(AlertIntent(match.rule, item.entry_key, match.spans))
-        return alerts
-
-    def _commit_not_modified(
-        self, feed: FeedForUpdate, polled_at: datetime, fetched: FetchResult
-    ) -> PollResult:
-        # A 304 repeats the document we hold: its <ttl> still counts.
-        hints = server_hints(fetched.headers, feed.ttl_minutes, polled_at)
-        self._storage.commit_feed(
-            FeedUpdateIntent(
+        if prepared is None:
+            # A 304 repeats the document we hold: its <ttl> still counts.
+            hints = server_hints(result.headers, feed.ttl_minutes, polled_at)
+            return FeedUpdateIntent(
                 feed_id=feed.id,
                 lease_token=feed.lease_token,
                 polled_at=polled_at,
                 status=PollStatus.NOT_MODIFIED,
                 next_poll_at=self._next(feed, polled_at, Outcome.OK, hints=hints).at,
-                moved_to=fetched.permanent_redirect,
-                etag=fetched.etag,
-                last_modified=fetched.last_modified,
-                http_status=fetched.status,
+                moved_to=result.permanent_redirect,
+                etag=result.etag,
+                last_modified=result.last_modified,
+                http_status=result.status,
             )
+        intents = decide_items(prepared.items, stored)
+        alerts = _alerts(intents, prepared)
+        publish_times = self._storage.recent_publish_times(feed.id) if self._policy.adaptive else ()
+        hints = server_hints(result.headers, prepared.ttl_minutes, polled_at)
+        return FeedUpdateIntent(
+            feed_id=feed.id,
+            lease_token=feed.lease_token,
+            polled_at=polled_at,
+            status=PollStatus.OK,
+            next_poll_at=self._next(
+                feed, polled_at, Outcome.OK, hints=hints, publish_times=publish_times
+            ).at,
+            moved_to=result.permanent_redirect,
+            ttl_minutes=prepared.ttl_minutes,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            feed_title=prepared.title,
+            http_status=result.status,
+            items=tuple(intents),
+            alerts=tuple(alerts),
+            deliveries=plan_deliveries(self._subscribers, feed.name, feed.tags, alerts, polled_at),
         )
-        return PollResult(feed.name, feed.url, PollStatus.NOT_MODIFIED.value, http_status=304)
 
     def _record_error(
         self,
@@ -327,6 +403,32 @@ class Pipeline:
             publish_times=publish_times,
             detail=detail,
         )
+
+
+def _alerts(intents: Sequence[ItemIntent], prepared: Prepared) -> list[AlertIntent]:
+    """The alerts of new and updated items: their rule matches, in item order."""
+    return [
+        AlertIntent(match.rule, intent.item.entry_key, match.spans)
+        for intent in intents
+        for match in prepared.matches.get(intent.item.entry_key, ())
+    ]
+
+
+def _poll_result(fetched: _Fetched, committed: CommitResult) -> PollResult:
+    feed, prepared = fetched.feed, fetched.prepared
+    if prepared is None:
+        return PollResult(feed.name, feed.url, PollStatus.NOT_MODIFIED.value, http_status=304)
+    return PollResult(
+        feed=feed.name,
+        url=feed.url,
+        status=PollStatus.OK.value,
+        new=committed.new_items,
+        updated=committed.updated_items,
+        alerts=committed.new_alerts,
+        seen=len(prepared.items),
+        http_status=fetched.result.status,
+        warnings=prepared.warnings,
+    )
 
 
 def _with_elapsed(result: PollResult, elapsed: float) -> PollResult:

@@ -1,123 +1,251 @@
-"""Parsing off the event loop, in a worker process with a time budget.
+"""Parsing, normalising and matching in worker processes, each with a time budget.
 
 feedparser is pure Python and can spin for a long time on a pathological
-document (feedparser #263: a job stuck in a parse call stops a whole schedule).
-A thread cannot be stopped; a process can. :class:`ParsePool` runs
-``parse_document`` in one worker process at a time per slot, and a parse that
-outlives its budget gets the worker killed and replaced, and a
-:class:`~feedwatch.exceptions.ParseError` for its feed: the other feeds go on.
+document (feedparser #263: a job stuck in a parse call stops a whole schedule),
+and the CPU-bound part of a poll must not hold the GIL of the process that
+fetches and writes. :class:`PreparePool` runs :func:`feedwatch.prepare.prepare`
+in ``workers`` processes (one per core by default), one document at a time
+each; a document that outlives its budget gets its worker killed and replaced,
+and a :class:`~feedwatch.exceptions.ParseError` for its feed: the other feeds
+go on.
 
-Workers are started with the ``spawn`` method (a fresh interpreter: never a
-fork of a daemon full of threads and sockets) and die with their parent, even
-when it is killed with SIGKILL (``PR_SET_PDEATHSIG`` on Linux).
+A worker is a fresh interpreter (``python -m feedwatch._prepare_worker``),
+never a fork of a daemon full of threads and sockets, and imports only the
+parsing, normalising and rule modules. It talks to us over its stdin and stdout
+in length-prefixed pickles (both ends are ours), exits when its stdin closes,
+and dies with its parent even when that is killed with SIGKILL
+(``PR_SET_PDEATHSIG`` on Linux). The rules are sent to a worker when it starts
+and again after :meth:`PreparePool.set_rules` (a reload), before its next job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import multiprocessing
+import contextlib
 import os
-import signal
+import pickle
+import struct
 import sys
-from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterable, Sequence
 
 from ._logging import get_logger
-from ._model import ParsedFeed
+from ._model import Prepared, PrepareJob, RuleSpec
 from .exceptions import ParseError
-from .parse import parse_document
 
 log = get_logger(__name__)
 
-#: Default time budget for parsing one document, seconds.
+#: Default time budget for preparing one document, seconds.
 PARSE_BUDGET = 30.0
+#: How long a closing worker may take to exit on its own before it is killed.
+_EXIT_GRACE = 2.0
+
+# One frame: an 8-byte big-endian length, then a pickle. Shared with the worker.
+HEADER = struct.Struct("!Q")
 
 
 def parse_workers() -> int:
-    """Parse processes to run: one per core this process may use (at least 1)."""
+    """Worker processes to run: one per core this process may use (at least 1)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
 
 
-def _parse(content: bytes, url: str, headers: dict[str, str]) -> ParsedFeed:
-    return parse_document(content, url=url, headers=headers)
+def frame(message: object) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(payload)) + payload
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    # spawn, not fork: the daemon has threads (a forked child could inherit a
-    # held lock), and not forkserver: its server outlives a killed parent.
-    return multiprocessing.get_context("spawn")
+class _WorkerDied(Exception):
+    pass
 
 
-def _die_with_parent(parent: int) -> None:
-    """Worker initializer: exit when the process that started us dies (even by
-    SIGKILL), so no orphan keeps parsing, or holds its stdout open."""
-    if sys.platform.startswith("linux"):
+class _Worker:
+    """One worker process, started on first use and again after it died or was killed."""
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+        self._dead: list[asyncio.subprocess.Process] = []
+        self.rules_version = -1
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self) -> None:
+        await self._reap()
+        if self.running:
+            return
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "feedwatch._prepare_worker",
+            str(os.getpid()),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        self.rules_version = -1
+
+    async def send(self, data: bytes) -> None:
+        process = self._process
+        assert process is not None
+        assert process.stdin is not None
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):  # pragma: no cover - no prctl here
-            pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+            process.stdin.write(data)
+            await process.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise _WorkerDied from exc
+
+    async def receive(self) -> tuple[str, object]:
+        process = self._process
+        assert process is not None
+        assert process.stdout is not None
+        try:
+            (size,) = HEADER.unpack(await process.stdout.readexactly(HEADER.size))
+            reply: tuple[str, object] = pickle.loads(await process.stdout.readexactly(size))
+            return reply
+        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+            raise _WorkerDied from exc
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.running and self._process is not None else None
+
+    def kill(self) -> None:
+        """Stop the process now (a stuck parse cannot be interrupted otherwise).
+
+        It is reaped by the next :meth:`start` or :meth:`close`.
+        """
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        self._dead.append(process)
+
+    async def _reap(self) -> None:
+        dead, self._dead = self._dead, []
+        for process in dead:
+            await process.wait()
+
+    async def close(self) -> None:
+        await self._reap()
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.returncode is None:
+            assert process.stdin is not None
+            process.stdin.close()  # the worker exits at the end of its input
+            try:
+                async with asyncio.timeout(_EXIT_GRACE):
+                    await process.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        await process.wait()
 
 
-_PR_SET_PDEATHSIG = 1
+class PreparePool:
+    """``await pool(job)`` -> :class:`Prepared`, within ``budget`` seconds per document.
 
-
-class ParsePool:
-    """``await pool(content, url, headers)`` -> ParsedFeed, within ``budget`` seconds.
-
-    ``workers`` documents are parsed at once, each in its own process. Call
-    :meth:`close` when done (idempotent).
+    A :data:`~feedwatch.prepare.PrepareRunner`. ``workers`` documents are prepared
+    at once, each in its own process. Call :meth:`start` early to have the
+    workers ready (they start on first use otherwise) and :meth:`aclose` when done.
     """
 
-    def __init__(self, *, workers: int = 1, budget: float = PARSE_BUDGET) -> None:
-        self._workers = max(1, workers)
+    def __init__(
+        self,
+        *,
+        rules: Iterable[RuleSpec] = (),
+        workers: int = 1,
+        budget: float = PARSE_BUDGET,
+    ) -> None:
+        self._workers = [_Worker() for _ in range(max(1, workers))]
         self._budget = budget
-        self._slots = asyncio.Semaphore(self._workers)
-        self._pool: ProcessPoolExecutor | None = None
+        self._rules: tuple[RuleSpec, ...] = tuple(rules)
+        self._rules_version = 0
+        self._idle: asyncio.Queue[_Worker] | None = None
+        self._closed = False
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._workers,
-                mp_context=_context(),
-                initializer=_die_with_parent,
-                initargs=(os.getpid(),),
-            )
-        return self._pool
+    def set_rules(self, rules: Sequence[RuleSpec]) -> None:
+        """Match with ``rules`` from the next document on (each worker gets them once)."""
+        rules = tuple(rules)
+        if rules != self._rules:
+            self._rules = rules
+            self._rules_version += 1
 
-    async def __call__(self, content: bytes, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-        async with self._slots:
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self._executor(), _parse, content, url, dict(headers))
+    def pids(self) -> list[int]:
+        """Process ids of the running workers."""
+        return [pid for pid in (w.pid for w in self._workers) if pid is not None]
+
+    def _queue(self) -> asyncio.Queue[_Worker]:
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            for worker in self._workers:
+                self._idle.put_nowait(worker)
+        return self._idle
+
+    async def start(self) -> None:
+        """Start every worker process and send it the rules, without waiting for a job."""
+        if self._closed:
+            raise RuntimeError("PreparePool is closed")
+        idle = self._queue()
+        for _ in self._workers:
+            worker = await idle.get()  # never one that is busy with a document
             try:
-                return await asyncio.wait_for(future, self._budget)
-            except TimeoutError:
-                self._kill()
-                raise ParseError(
-                    f"parsing took longer than {self._budget:g} s; the parser was stopped", url=url
-                ) from None
-            except BrokenProcessPool:
-                self._kill()
-                raise ParseError("the parser process died on this document", url=url) from None
+                await worker.start()
+                await self._send_rules(worker)
+            finally:
+                idle.put_nowait(worker)
 
-    def _kill(self) -> None:
-        """Stop the workers now (a stuck parse cannot be interrupted otherwise)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        # ProcessPoolExecutor has no public way to kill a busy worker.
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+    async def _send_rules(self, worker: _Worker) -> None:
+        if worker.rules_version != self._rules_version:
+            await worker.send(frame(("rules", self._rules)))
+            worker.rules_version = self._rules_version
 
-    def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    async def __call__(self, job: PrepareJob) -> Prepared:
+        if self._closed:
+            raise RuntimeError("PreparePool is closed")
+        idle = self._queue()
+        worker = await idle.get()
+        try:
+            return await self._run(worker, job)
+        finally:
+            idle.put_nowait(worker)
+
+    async def _run(self, worker: _Worker, job: PrepareJob) -> Prepared:
+        data = frame(("job", job))
+        try:
+            async with asyncio.timeout(self._budget):
+                await worker.start()
+                await self._send_rules(worker)
+                await worker.send(data)
+                reply = await worker.receive()
+        except TimeoutError:
+            worker.kill()
+            raise ParseError(
+                f"parsing took longer than {self._budget:g} s; the parser was stopped",
+                url=job.url,
+            ) from None
+        except _WorkerDied:
+            worker.kill()
+            raise ParseError("the parser process died on this document", url=job.url) from None
+        except BaseException:
+            # Cancelled mid-document: the worker's state is unknown; start afresh.
+            worker.kill()
+            raise
+        status, value = reply
+        if status == "ok":
+            assert isinstance(value, Prepared)
+            return value
+        if status == "parse_error":
+            raise ParseError(str(value), url=job.url)
+        # A bug in the worker, not the feed's fault: the pipeline records it as internal.
+        raise RuntimeError(f"worker failed: {value}")
+
+    async def aclose(self) -> None:
+        """Let every worker finish and exit (killed after a grace period). Idempotent."""
+        self._closed = True
+        for worker in self._workers:
+            await worker.close()

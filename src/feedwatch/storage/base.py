@@ -7,7 +7,7 @@ transaction open after it returns, so callers never hold one across network I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -84,6 +84,18 @@ class StorageType(Protocol):
 
     def entries_for_update(self, feed_id: int, keys: Sequence[str]) -> dict[str, EntryForUpdate]:
         """The stored items of a feed with these entry keys, keyed by entry key."""
+
+    def entries_for_feeds(
+        self, keys_by_feed: Mapping[int, Sequence[str]]
+    ) -> dict[int, dict[str, EntryForUpdate]]:
+        """:meth:`entries_for_update` for several feeds at once, in one transaction."""
+
+    def commit_feeds(self, intents: Sequence[FeedUpdateIntent]) -> list[CommitResult]:
+        """:meth:`commit_feed` for several polls in ONE transaction, results in order.
+
+        Each intent is fenced on its own lease. If the transaction fails, nothing
+        of any of them is written (the caller may retry them one by one).
+        """
 
     def commit_feed(self, intent: FeedUpdateIntent) -> CommitResult:
         """Write one poll's outcome in ONE transaction: feed state, items, alerts.
