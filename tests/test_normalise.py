@@ -8,6 +8,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedwatch._html import html_to_text, sanitize_html, strip_control_chars, text_to_html
 from feedwatch._model import Item, ParsedEntry, ParsedFeed
@@ -494,3 +496,45 @@ def test_naive_now_is_taken_as_utc() -> None:
 
     assert item.first_seen == NOW
     assert item.first_seen.tzinfo == UTC
+
+
+# ---------------------------------------------------------------------- URL fast paths
+
+_URL_PIECES = st.fixed_dictionaries(
+    {
+        "scheme": st.sampled_from(["http", "https", "HTTP", "Https", "ftp", "javascript"]),
+        "host": st.sampled_from(
+            [
+                "example.org",
+                "Example.ORG",
+                "a-b.c",
+                "xn--d1acufc.xn--p1ai",
+                "bücher.de",
+                "h",
+                "a..b",
+            ]
+        ),
+        "port": st.sampled_from(["", ":80", ":443", ":8080", ":99999", ":x"]),
+        "path": st.text(alphabet="/abcAZ09-._~!$&'()*+,;=:@%20 é\\#", max_size=12),
+        "query": st.one_of(
+            st.just(""),
+            st.lists(
+                st.sampled_from(
+                    ["a=1", "utm_source=x", "B=2", "fbclid=z", "%41=%7e", "q=a b", "", "x"]
+                ),
+                max_size=4,
+            ).map(lambda ps: "?" + "&".join(ps)),
+        ),
+    }
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_URL_PIECES)
+def test_simple_url_fast_paths_agree_with_the_general_ones(p: dict[str, str]) -> None:
+    from feedwatch.normalise import _canonicalise_url, _normalise_link
+
+    url = f"{p['scheme']}://{p['host']}{p['port']}{p['path']}{p['query']}"
+    base = "http://127.0.0.1/feed.xml"
+    assert normalise_link(url, base) == _normalise_link(url, base)
+    assert canonicalise_url(url) == _canonicalise_url(url)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
 
-from ._html import html_to_text, sanitize_html, strip_control_chars, text_to_html
+from ._html import (
+    html_to_text,
+    sanitize_html,
+    sanitized_html_to_text,
+    strip_control_chars,
+    text_to_html,
+)
 from ._model import Item, ParsedEntry, ParsedFeed
 
 __all__ = ["canonicalise_url", "normalise_entries", "normalise_link"]
@@ -86,6 +92,18 @@ def _clean_url_text(url: str) -> str:
     return _URL_TAB_NEWLINE_RE.sub("", strip_control_chars(url)).strip(_URL_EDGE_CHARS)
 
 
+# An absolute http(s) URL that every step below would leave as it is (but for the
+# scheme's case): a host of letters, digits, dots and hyphens, no port, no user,
+# no fragment, and a path and query of characters a URI holds as they are. Most
+# links are such; they skip urljoin, urlsplit and quote (tests check the two
+# paths agree).
+_SIMPLE_URL_RE = re.compile(
+    r"(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
+    r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]+))?",
+    re.IGNORECASE,
+)
+
+
 def normalise_link(link: str | None, base: str) -> str | None:
     """``link`` resolved against ``base`` if it is an http(s) URL with a host, else None.
 
@@ -95,6 +113,14 @@ def normalise_link(link: str | None, base: str) -> str | None:
     """
     if link is None:
         return None
+    simple = _SIMPLE_URL_RE.fullmatch(link)
+    if simple is not None:
+        scheme = simple.group(1)
+        return scheme.lower() + link[len(scheme) :]
+    return _normalise_link(link, base)
+
+
+def _normalise_link(link: str, base: str) -> str | None:
     text = _clean_url_text(link)
     if not text:
         return None
@@ -151,6 +177,15 @@ def canonicalise_url(url: str) -> str:
     kept in their order and spelling, no empty query, and ``/`` for an empty
     path. Other URLs come back unchanged (but for surrounding whitespace).
     """
+    simple = _SIMPLE_URL_RE.fullmatch(url)
+    if simple is not None and "%" not in url:
+        scheme, host, path, query = simple.groups()
+        query = "&".join(p for p in (query or "").split("&") if p and not _is_tracking(p))
+        return f"{scheme.lower()}://{host.lower()}{path or '/'}" + (f"?{query}" if query else "")
+    return _canonicalise_url(url)
+
+
+def _canonicalise_url(url: str) -> str:
     text = _clean_url_text(url)
     try:
         parts = urlsplit(text)
@@ -217,18 +252,18 @@ def _content(entry: ParsedEntry, base: str) -> tuple[str, str]:
     """(sanitised HTML, plain text): content, else plain-text content, else summary."""
     if entry.content:
         content_html = sanitize_html(entry.content, base)
+        if entry.content_text:
+            return content_html, strip_control_chars(entry.content_text).strip()
         # The text of what is displayed: what the sanitiser dropped (a script,
         # an iframe's fallback) must not match rules.
-        text = entry.content_text or html_to_text(content_html)
-    elif entry.content_text:
+        return content_html, sanitized_html_to_text(content_html)
+    if entry.content_text:
         content_html = sanitize_html(text_to_html(entry.content_text), base)
-        text = entry.content_text
-    elif entry.summary:
+        return content_html, strip_control_chars(entry.content_text).strip()
+    if entry.summary:
         content_html = sanitize_html(entry.summary, base)
-        text = html_to_text(content_html)
-    else:
-        return "", ""
-    return content_html, strip_control_chars(text).strip()
+        return content_html, sanitized_html_to_text(content_html)
+    return "", ""
 
 
 # --------------------------------------------------------------------------- dates
