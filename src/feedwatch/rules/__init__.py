@@ -147,6 +147,27 @@ digits, invalid regex (at its opening ``/``), a word with no letters or digits.
 
 from __future__ import annotations
 
-from .matcher import Matcher, RuleSet, check_query, compile_rules
+from typing import TYPE_CHECKING, Any
+
+from .query import parse_query
+
+if TYPE_CHECKING:
+    from .matcher import Matcher, RuleSet, compile_rules
 
 __all__ = ["Matcher", "RuleSet", "check_query", "compile_rules"]
+
+
+def check_query(query: str) -> None:
+    """Raise :class:`RuleSyntaxError` (with the 1-based ``.column`` and ``.reason``)
+    if ``query`` is invalid."""
+    parse_query(query)
+
+
+def __getattr__(name: str) -> Any:
+    # The matcher (index, stemmers, Aho-Corasick) is imported on first use: the
+    # configuration only checks queries, and polling matches in worker processes.
+    if name in ("Matcher", "RuleSet", "compile_rules"):
+        from . import matcher
+
+        return getattr(matcher, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

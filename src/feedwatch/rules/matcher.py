@@ -47,9 +47,10 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import string
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, TypeVar
 
@@ -74,6 +75,7 @@ from .query import (
     parse_query,
 )
 from .text import (
+    EDGE_PUNCTUATION,
     Folded,
     FoldedText,
     RegexTimeout,
@@ -96,6 +98,36 @@ MAX_COMPOUND_TOKENS: Final = 3
 _ALL_MERGES_UP_TO: Final = 4
 #: Per-language caches of chunks and tokens are cleared when they reach this size.
 _CACHE_LIMIT: Final = 100_000
+#: Barren chunks remembered per language profile (about 60 bytes each).
+_BARREN_LIMIT: Final = 300_000
+
+#: Snowball stemmers that never change the first two letters of an ASCII word
+#: into a stem of two letters or more (their suffix regions start at the third
+#: letter at the earliest), but for the starts in _STEM_EXCEPTION_STARTS; checked
+#: over real and random words by tests/test_rules_quick.py. Not in the list:
+#: Dutch (drops "ge-", doubles vowels), Finnish (undoubles "bba"), Indonesian
+#: (strips prefixes), Irish (initial mutations), and those not checked.
+_SUFFIX_ONLY_STEMMERS: Final = frozenset(
+    {
+        "catalan",
+        "danish",
+        "english",
+        "french",
+        "german",
+        "italian",
+        "norwegian",
+        "portuguese",
+        "romanian",
+        "spanish",
+        "swedish",
+    }
+)
+#: Word starts a stemmer may change: English "?ying" -> "?ie" (dying, vying),
+#: German "ae", "oe", "ue" read as umlauts.
+_STEM_EXCEPTION_STARTS: Final[Mapping[str, frozenset[str]]] = {
+    "english": frozenset(c + "y" for c in string.ascii_lowercase + string.digits),
+    "german": frozenset({"ae", "oe", "ue"}),
+}
 #: Build the named tuples without their Python-level ``__new__`` (half the cost).
 _span: Final = functools.partial(tuple.__new__, Span)
 _rule_match: Final = functools.partial(tuple.__new__, RuleMatch)
@@ -695,11 +727,13 @@ class _Lang:
     """
 
     __slots__ = (
+        "barren",
         "by_script",
         "chunks",
         "compounds",
         "lasts",
         "ntok",
+        "quick",
         "tokens",
         "units",
     )
@@ -717,8 +751,17 @@ class _Lang:
         #: Raw token -> the units it satisfies.
         self.tokens: dict[str, tuple[int, ...]] = {}
         self.compounds: dict[tuple[str | bool, ...], tuple[int, ...]] = {}
+        #: Chunks known to satisfy no unit and to start no compound: most words of
+        #: most items. A field made only of them is skipped with one C-level
+        #: ``issuperset``; kept longer than the other caches (a set of strings).
+        self.barren: set[str] = set()
+        #: First two letters of every rule key a one-word ASCII chunk could meet in
+        #: this profile, or None when no such shortcut is sound (see _quick_starts).
+        self.quick: frozenset[str] | None = None
 
     def trim(self) -> None:
+        if len(self.barren) >= _BARREN_LIMIT:
+            self.barren.clear()
         if len(self.chunks) >= _CACHE_LIMIT or len(self.tokens) >= _CACHE_LIMIT:
             for cache in (
                 self.chunks,
@@ -1227,7 +1270,40 @@ class RuleSet:
         got = self._langs.get(profile)
         if got is None:
             got = self._langs[profile] = _Lang(profile)
+            got.quick = self._quick_starts(got)
         return got
+
+    def _quick_starts(self, lang: _Lang) -> frozenset[str] | None:
+        """The first two letters of every key an ASCII word could satisfy a unit by.
+
+        A chunk that is one ASCII word (punctuation around it allowed) whose first
+        two letters, lower-cased, are not among them satisfies no unit and starts
+        no compound: it is barren without being analysed. None when that does not
+        hold: regex literals (they match inside tokens), or a Latin stemmer that
+        may change a word's first letters.
+        """
+        if self._automaton is not None:
+            return None
+        keys: set[str] = {*self._exact, *self._caps, *self._prefix, *self._heads}
+        algorithm = lang.by_script.get("latin")
+        if algorithm is not None and self._stem_units:
+            if algorithm not in _SUFFIX_ONLY_STEMMERS:
+                return None
+            stems = self._stems(algorithm)
+            if any(len(key) < 2 for key in stems):
+                return None  # a one-letter stem can come from words starting otherwise
+            keys.update(stems)
+            keys.update(_STEM_EXCEPTION_STARTS.get(algorithm, ()))
+        return frozenset(key[:2] for key in keys)
+
+    def _quick_barren(self, lang: _Lang, chunk: str) -> bool:
+        """Whether ``chunk`` is surely barren, decided without analysing it."""
+        quick = lang.quick
+        if quick is None:
+            return False
+        core = chunk if chunk.isalnum() else chunk.strip(EDGE_PUNCTUATION)
+        # As chunk_tokens sees it: one token, folded by lower-casing (ASCII).
+        return core.isascii() and core.isalnum() and core[:2].lower() not in quick
 
     def _token_units(self, lang: _Lang, raw: str, f: Folded) -> tuple[int, ...]:
         units = self._units_for(lang, f.folded, f.cased, f.caps, f.script, prefixes=True)
@@ -1303,6 +1379,7 @@ class RuleSet:
         lang.ntok[chunk] = len(spans)
         if not spans:
             lang.units[chunk] = _NO_UNITS
+            lang.barren.add(chunk)
             return
         heads = self._heads
         if len(spans) == 1:
@@ -1320,8 +1397,11 @@ class RuleSet:
             if units:
                 info.flat = tuple([(u, 0, 0, start, end) for u in units])
                 lang.units[chunk] = frozenset((*units, _JOIN) if join else units)
+            elif join:
+                lang.units[chunk] = _JOIN_ONLY
             else:
-                lang.units[chunk] = _JOIN_ONLY if join else _NO_UNITS
+                lang.units[chunk] = _NO_UNITS
+                lang.barren.add(chunk)
             return
         flat: list[tuple[int, int, int, int, int]] = []
         cache = lang.tokens
@@ -1355,8 +1435,11 @@ class RuleSet:
             units_here.add(_JOIN)
         if units_here == {_JOIN}:
             lang.units[chunk] = _JOIN_ONLY
+        elif units_here:
+            lang.units[chunk] = frozenset(units_here)
         else:
-            lang.units[chunk] = frozenset(units_here) if units_here else _NO_UNITS
+            lang.units[chunk] = _NO_UNITS
+            lang.barren.add(chunk)
 
     def _meta_units(self, field: str, value: str) -> tuple[int, ...]:
         """Units of ``lang:``/``tag:`` filters met by an item's language or one tag."""
@@ -1386,23 +1469,35 @@ class RuleSet:
         if not text:
             return None
         chunks = text.split()
-        try:
-            per_chunk = list(map(lang.units.__getitem__, chunks))
-        except KeyError:
-            known = lang.chunks
-            for chunk in itertools.filterfalse(known.__contains__, chunks):
-                if chunk not in known:  # twice in this field
+        # Most chunks of most items are barren (no unit, no compound start): only
+        # the others are looked at; a field with none of them is skipped whole.
+        rest = set(chunks)
+        rest.difference_update(lang.barren)
+        if not rest:
+            return None
+        known, barren = lang.chunks, lang.barren
+        for chunk in rest:
+            if chunk not in known:
+                if self._quick_barren(lang, chunk):
+                    barren.add(chunk)
+                else:
                     self._chunk(lang, chunk)
-            per_chunk = list(map(lang.units.__getitem__, chunks))
+        rest.difference_update(barren)
+        if not rest:
+            return None
+        units_of = lang.units
         here: set[int] = set()
-        here.update(*per_chunk)
+        here.update(*map(units_of.__getitem__, rest))
         joins: list[tuple[int, tuple[int, ...]]] = []
         if _JOIN in here:
             # Some chunk ends with a token that may start a compound: look at what follows.
             here.discard(_JOIN)
-            lasts, infos, prefixes = lang.lasts, lang.chunks, self._prefixes
+            lasts, prefixes = lang.lasts, self._prefixes
             for i in itertools.compress(range(len(chunks) - 1), map(lasts.__contains__, chunks)):
-                right = infos[chunks[i + 1]].first
+                following = chunks[i + 1]
+                if following not in known:  # barren, and no longer cached
+                    self._chunk(lang, following)
+                right = known[following].first
                 if right is None:
                     continue
                 left = lasts[chunks[i]][0]
@@ -1412,6 +1507,13 @@ class RuleSet:
                 if units:
                     joins.append((i, units))
                     here.update(units)
+        if not here:
+            return None  # the same as a field with no unit in it
+        # Postings need every chunk's token count: analyse the barren ones no longer cached.
+        for chunk in itertools.filterfalse(known.__contains__, chunks):
+            if chunk not in known:
+                self._chunk(lang, chunk)
+        per_chunk = list(map(units_of.__getitem__, chunks))
         present |= here
         return _FieldData(text, chunks, per_chunk, here, joins)
 
@@ -1558,10 +1660,4 @@ def compile_rules(rules: Iterable[RuleSpec]) -> Matcher:
     return RuleSet(rules)
 
 
-def check_query(query: str) -> None:
-    """Raise :class:`RuleSyntaxError` (with the 1-based ``.column`` and ``.reason``)
-    if ``query`` is invalid."""
-    parse_query(query)
-
-
-__all__ = ["Matcher", "RuleSet", "check_query", "compile_rules"]
+__all__ = ["Matcher", "RuleSet", "compile_rules"]

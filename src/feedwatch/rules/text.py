@@ -233,18 +233,18 @@ class Chunk(NamedTuple):
 
 _chunk_cache: dict[str, Chunk] = {}
 # Punctuation often around a word; none of it is part of a token.
-_EDGE_PUNCTUATION: Final = "!\"#$%&'()*+,./:;<=>?@[\\]^_`{|}~«»“”‘’„…–—-"
+EDGE_PUNCTUATION: Final = "!\"#$%&'()*+,./:;<=>?@[\\]^_`{|}~«»“”‘’„…–—-"
 
 
 def chunk_tokens(chunk: str) -> Chunk:
     """Tokens of a whitespace-free piece of text, folded; cached per process."""
     hit = _chunk_cache.get(chunk)
     if hit is None:
-        core = chunk if chunk.isalnum() else chunk.strip(_EDGE_PUNCTUATION)
+        core = chunk if chunk.isalnum() else chunk.strip(EDGE_PUNCTUATION)
         if core and core.isalnum():
             # One word, maybe with punctuation around it ("(UN)", "Russia,"): the
             # common cases, without the tokenizer.
-            start = len(chunk) - len(chunk.lstrip(_EDGE_PUNCTUATION))
+            start = len(chunk) - len(chunk.lstrip(EDGE_PUNCTUATION))
             hit = Chunk(((start, start + len(core)),), (core,), (fold_token(core),), ())
         else:
             spans = token_spans(chunk)
