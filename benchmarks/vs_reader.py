@@ -3,7 +3,9 @@
 Rerun with:
 
     .venv/bin/pip install 'reader>=3.15' 'sgmllib3k>=1.0'   # the `bench` dependency group
+    apt-get install nginx-light                              # optional, see "Serves" below
     .venv/bin/python benchmarks/vs_reader.py [--runs 5] [--total 1000] [--json out.json]
+                                             [--server auto|nginx|python]
 
 (``pip install --group bench`` installs the same with pip >= 25.1; the venv's pip 23.2
 has no --group, so the group's requirements are installed by name. sgmllib3k: reader's
@@ -14,32 +16,52 @@ What it does:
 - Builds the corpus in a temporary folder: the documents of ``../shared/corpus/real``
   (226) plus ``gen_corpus.py --out TMP --total N`` (deterministic synthetic feeds, the
   default seed), N = ``--total`` documents in all.
-- Serves them from ONE threaded HTTP server on 127.0.0.1 (ETag and Last-Modified on
-  every 200; 304 when If-None-Match matches, or with no If-None-Match when
-  If-Modified-Since is not older than Last-Modified). Only 127.0.0.1 is ever contacted.
+- Serves them from ONE HTTP server on 127.0.0.1, every document as ``application/xml``
+  with ETag and Last-Modified. Only 127.0.0.1 is ever contacted. ``--server``:
+  * ``nginx`` (what ``auto``, the default, picks when ``nginx`` is on PATH or in /usr/sbin;
+    Debian/Ubuntu: ``apt-get install nginx-light``): nginx in the foreground as a child of
+    this script (``nginx -p TMP/nginx/ -c TMP/nginx/nginx.conf -g 'daemon off;'``), with a
+    generated config: one worker process, keepalive, the documents as static files
+    (symlinks under TMP/nginx/www), ``etag on`` (ETag from mtime and size),
+    ``if_modified_since exact``, so 304 when If-None-Match matches and If-Modified-Since,
+    if sent, equals Last-Modified; ``user root`` when run as root (the temporary folder
+    is mode 0700). The 200/304 counts come from its access log (``$status`` only). It is
+    stopped at the end, also on errors. It costs next to nothing per request;
+  * ``python`` (what ``auto`` picks without nginx): a ThreadingHTTPServer in this
+    process (ETag a SHA-1 of the body; 304 when If-None-Match matches, or with no
+    If-None-Match when If-Modified-Since is not older than Last-Modified). It costs about
+    1 ms of this process's CPU per request, enough to become the bottleneck of a fast
+    client.
 - For ``--runs`` rounds, alternately (the tool that goes first swaps every round), each
   tool with a fresh empty SQLite database:
   * feedwatch: ``feedwatch poll --json`` twice, each a fresh process, with a feeds.yaml of
     one feed per document, the rules of the shipped feeds.yaml (``ai`` and
     ``counter-terrorism``), ``fetch.allow_networks: [127.0.0.1/32]`` and, as in
     poll_corpus.py, ``concurrency: 16`` and ``per_host: 16`` (every feed is on one host);
-  * reader: one subprocess doing ``make_reader(db)``, ``add_feed(url)`` for each document
-    and ``update_feeds()`` twice, with reader's defaults (``workers=1``: one thread fetches
-    and parses feed after feed; the ``ua_fallback`` plugin; session timeout (3.05, 60) s;
-    feedparser with its own sanitising), except ``scheduled=False`` on the SECOND call:
-    since reader 3.21 the default ``scheduled=True`` skips every feed updated less than an
-    hour ago, so the second call would fetch nothing at all.
-- Wall time: feedwatch, from spawning the process to its exit (interpreter start-up,
-  config, migrations included); reader first, from spawning its process to the return of
-  the first ``update_feeds()`` (start-up, ``make_reader``, ``add_feed`` included); reader
-  second, the second ``update_feeds()`` call alone (its process is already running, so the
-  second ratio is conservative for feedwatch by about feedwatch's start-up time).
+  * reader: two processes in turn, with reader's defaults (``workers=1``: one thread
+    fetches and parses feed after feed; the ``ua_fallback`` plugin; session timeout
+    (3.05, 60) s; feedparser with its own sanitising). The first does ``make_reader(db)``,
+    ``add_feed(url)`` for each document and ``update_feeds()``, and exits; the second does
+    ``make_reader(db)`` on the same database and ``update_feeds(scheduled=False)``: since
+    reader 3.21 the default ``scheduled=True`` skips every feed updated less than an hour
+    ago, so the second update would fetch nothing at all.
+- Wall time, cold for both tools: feedwatch, from spawning the process to its exit
+  (interpreter start-up, imports, config, migrations included); reader, from spawning
+  its process to the return of its ``update_feeds()`` (start-up, imports,
+  ``make_reader``, and for the first update ``add_feed``, included). The table and its
+  ratios are cold/cold. Also warm: reader's second ``update_feeds()`` call alone
+  (``warm_s``; it still includes whatever reader does on its first update in a process),
+  printed with its ratio to feedwatch's cold second poll, the comparison conservative for
+  feedwatch by about feedwatch's start-up time; and, in ``--json``, feedwatch's own timing
+  of each poll in its process (``elapsed_s``, the ``elapsed`` of ``poll --json``).
 - Peak memory: the largest sum of the RSS of the process and all its descendants
   (feedwatch's parse worker process included), sampled from /proc every 50 ms during the
-  poll (a spike shorter than that can be missed). reader's first update takes at least its
-  process's exact ``ru_maxrss`` at its return. ``--json`` also has, for feedwatch, the
-  ``ru_maxrss`` of ``os.wait4`` (the largest single process of the tree) and user + system
-  CPU seconds of each poll.
+  poll (a spike shorter than that can be missed), from spawning the process. Each of
+  reader's two processes takes at least its exact ``ru_maxrss`` at the return of its
+  update. ``--json`` also has, for feedwatch, the ``ru_maxrss`` of ``os.wait4`` (the
+  largest single process of the tree) and user + system CPU seconds of each poll; for
+  reader, the CPU seconds of each process up to the return of its update and, for the
+  second, of the call alone (``warm_cpu_s``).
 - 200/304: responses the server sent during that poll.
 - Identical results: the items feedwatch stored in the first poll of round 1 are compared
   per feed with what feedparser itself yields for the same bytes (``feedparser.parse`` of
@@ -65,6 +87,8 @@ import io
 import json
 import os
 import re
+import shutil
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -73,6 +97,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
@@ -89,6 +114,8 @@ SHIPPED_CONFIG = HERE.parent / "feeds.yaml"
 FEED_SUFFIXES = {".xml", ".atom", ".rss"}
 SAMPLE_EVERY = 0.05
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# The Content-Type of every document, from either server; the oracle parses with it too.
+CONTENT_TYPE = "application/xml"
 
 # --------------------------------------------------------------------------- corpus and server
 
@@ -153,7 +180,7 @@ class CorpusHandler(BaseHTTPRequestHandler):
         with Server.lock:
             Server.counts[200] += 1
         self.send_response(200)
-        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("ETag", etag)
         self.send_header("Last-Modified", last_modified)
         self.send_header("Content-Length", str(len(body)))
@@ -193,6 +220,204 @@ def take_counts() -> dict[str, int]:
         counts = dict(Server.counts)
         Server.counts.clear()
     return {str(k): v for k, v in sorted(counts.items())}
+
+
+class PythonServer:
+    """The ThreadingHTTPServer above, in this process (about 1 ms of its CPU per request)."""
+
+    name = "python"
+
+    def __init__(self, docs: list[Doc]) -> None:
+        self._server = serve(docs)
+        self.port: int = self._server.server_address[1]
+
+    def take_counts(self) -> dict[str, int]:
+        return take_counts()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def find_nginx() -> str | None:
+    # Debian installs it in /usr/sbin, which is not on every user's PATH.
+    return shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _quote(path: Path) -> str:
+    return json.dumps(str(path))  # a double-quoted nginx string
+
+
+TEMP_PATHS = ("body", "proxy", "fastcgi", "uwsgi", "scgi")
+NGINX_CONF = """\
+{user}worker_processes 1;
+pid {pid};
+error_log {error_log} warn;
+
+events {{
+    worker_connections 1024;
+}}
+
+http {{
+    types {{}}
+    default_type {content_type};
+    etag on;
+    if_modified_since exact;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 65s;
+    keepalive_requests 100000;
+    server_tokens off;
+    log_format status_only '$status';
+    access_log {access_log} status_only;
+    client_body_temp_path {temp_body};
+    proxy_temp_path {temp_proxy};
+    fastcgi_temp_path {temp_fastcgi};
+    uwsgi_temp_path {temp_uwsgi};
+    scgi_temp_path {temp_scgi};
+
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        root {root};
+        location / {{
+        }}
+    }}
+}}
+"""
+
+
+class NginxServer:
+    """nginx in the foreground as a child: one worker, the documents as static files.
+
+    The 200/304 counts come from its access log (one ``$status`` per line).
+    """
+
+    name = "nginx"
+
+    def __init__(self, nginx: str, tmp: Path, docs: list[Doc]) -> None:
+        self.dir = tmp / "nginx"
+        root = self.dir / "www"
+        for doc in docs:
+            link = root / doc.path.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(doc.file.resolve())
+        (self.dir / "temp").mkdir()
+        self.access_log = self.dir / "access.log"
+        self.access_log.touch()
+        self.error_log = self.dir / "error.log"
+        self.port = free_port()
+        conf = self.dir / "nginx.conf"
+        conf.write_text(
+            NGINX_CONF.format(
+                # Temporary folders are mode 0700: the default `nobody` worker could not read
+                # them. (Not run as root, nginx keeps the user that started it.)
+                user="user root;\n" if os.geteuid() == 0 else "",
+                pid=_quote(self.dir / "nginx.pid"),
+                error_log=_quote(self.error_log),
+                content_type=CONTENT_TYPE,
+                access_log=_quote(self.access_log),
+                **{f"temp_{t}": _quote(self.dir / "temp" / t) for t in TEMP_PATHS},
+                port=self.port,
+                root=_quote(root),
+            )
+        )
+        self._offset = 0
+        self._stderr = (self.dir / "nginx.stderr").open("wb")
+        self.proc = subprocess.Popen(
+            [
+                nginx,
+                "-p",
+                f"{self.dir}/",
+                "-e",
+                str(self.error_log),
+                "-c",
+                str(conf),
+                "-g",
+                "daemon off;",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr,
+            stderr=self._stderr,
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _wait_ready(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self.proc.returncode}:\n{self._logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"nginx did not listen on 127.0.0.1:{self.port}:\n{self._logs()}"
+                    ) from None
+                time.sleep(0.05)
+
+    def _logs(self) -> str:
+        self._stderr.flush()
+        text = ""
+        for path in (self.dir / "nginx.stderr", self.error_log):
+            if path.exists():
+                text += path.read_text(errors="replace")[-2000:]
+        return text
+
+    def _read(self, counts: Counter[str]) -> int:
+        with self.access_log.open("rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # whole lines only
+        for line in data[:end].split():
+            counts[line.decode()] += 1
+        self._offset += end
+        return end
+
+    def take_counts(self) -> dict[str, int]:
+        """Responses logged since the last call.
+
+        nginx writes a request's line just after sending its last byte, so the lines of a
+        poll's last responses may come a moment after the client has them: read until the
+        log stops growing for 20 ms.
+        """
+        counts: Counter[str] = Counter()
+        self._read(counts)
+        while True:
+            time.sleep(0.02)
+            if not self._read(counts):
+                break
+        return {k: v for k, v in sorted(counts.items(), key=lambda kv: int(kv[0]))}
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+
+
+def start_server(kind: str, tmp: Path, docs: list[Doc]) -> PythonServer | NginxServer:
+    if kind == "python":
+        return PythonServer(docs)
+    nginx = find_nginx()
+    if nginx is None:
+        sys.exit("--server nginx: no nginx on PATH or in /usr/sbin (apt-get install nginx-light)")
+    return NginxServer(nginx, tmp, docs)
 
 
 # --------------------------------------------------------------------------- memory
@@ -277,10 +502,13 @@ def write_config(directory: Path, port: int, docs: list[Doc]) -> Path:
     return path
 
 
-def run_feedwatch(feedwatch: str, config: Path, db: Path) -> list[Poll]:
+Counts = Callable[[], dict[str, int]]
+
+
+def run_feedwatch(feedwatch: str, config: Path, db: Path, take: Counts) -> list[Poll]:
     polls: list[Poll] = []
     for phase in ("first", "second"):
-        take_counts()
+        take()
         started = time.perf_counter()
         proc = subprocess.Popen(
             [feedwatch, "--config", str(config), "--database", f"sqlite:///{db}", "poll", "--json"],
@@ -294,8 +522,18 @@ def run_feedwatch(feedwatch: str, config: Path, db: Path) -> list[Poll]:
         wall = time.perf_counter() - started
         sampler.stop()
         proc.returncode = os.waitstatus_to_exitcode(status)
-        totals = json.loads(out)["totals"]
+        result = json.loads(out)
+        totals = result["totals"]
         items = int(totals["new"]) if phase == "first" else polls[0].items
+        extra: dict[str, Any] = {
+            "totals": totals,
+            "ru_maxrss_kib": usage.ru_maxrss,
+            # The process and its parse worker (reaped by it), user + system.
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        }
+        if isinstance(result.get("elapsed"), int | float):
+            # The poll as feedwatch times it in its process (no start-up, config, migrations).
+            extra["elapsed_s"] = result["elapsed"]
         polls.append(
             Poll(
                 "feedwatch",
@@ -303,69 +541,86 @@ def run_feedwatch(feedwatch: str, config: Path, db: Path) -> list[Poll]:
                 wall,
                 sampler.peak(started, started + wall),
                 items,
-                take_counts(),
-                {
-                    "totals": totals,
-                    "ru_maxrss_kib": usage.ru_maxrss,
-                    # The process and its parse worker (reaped by it), user + system.
-                    "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-                },
+                take(),
+                extra,
             )
         )
     return polls
 
 
+# argv: phase ("first" or "second"), database, file of URLs. The first process adds the feeds
+# and updates them once; the second, a fresh process on the same database, updates them again.
 READER_SCRIPT = r"""
-import json, resource, sys
+import json, resource, sys, time
 from reader import make_reader
 
 def emit(event, **kw):
     print(json.dumps({"event": event, **kw}), flush=True)
 
-db, urls = sys.argv[1], sys.argv[2]
+def cpu(usage):
+    return usage.ru_utime + usage.ru_stime
+
+phase, db, urls = sys.argv[1:4]
 reader = make_reader(db)
-for url in open(urls).read().split():
-    reader.add_feed(url)
-reader.update_feeds()
-usage = resource.getrusage(resource.RUSAGE_SELF)
-emit("first-done")
-emit(
-    "first-info",
-    entries=reader.get_entry_counts().total,
-    broken=sum(1 for _ in reader.get_feeds(broken=True)),
-    ru_maxrss_kib=usage.ru_maxrss,
-    cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
-    errors={
-        f.url.rsplit("/", 1)[1]: f"{f.last_exception.type_name}: "
-        + f.last_exception.value_str.replace(repr(f.url), "").replace(f.url, "")[:200]
-        for f in reader.get_feeds(broken=True)
-    },
-)
-before = resource.getrusage(resource.RUSAGE_SELF)
-cpu_before_second = before.ru_utime + before.ru_stime
-emit("second-start")
-reader.update_feeds(scheduled=False)
-after = resource.getrusage(resource.RUSAGE_SELF)
-emit("second-done")
-emit(
-    "second-info",
-    entries=reader.get_entry_counts().total,
-    broken=sum(1 for _ in reader.get_feeds(broken=True)),
-    cpu_s=round(after.ru_utime + after.ru_stime - cpu_before_second, 2),
-)
+if phase == "first":
+    for url in open(urls).read().split():
+        reader.add_feed(url)
+    reader.update_feeds()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    emit("done")
+    emit(
+        "info",
+        entries=reader.get_entry_counts().total,
+        broken=sum(1 for _ in reader.get_feeds(broken=True)),
+        ru_maxrss_kib=usage.ru_maxrss,
+        cpu_s=round(cpu(usage), 2),
+        errors={
+            f.url.rsplit("/", 1)[1]: f"{f.last_exception.type_name}: "
+            + f.last_exception.value_str.replace(repr(f.url), "").replace(f.url, "")[:200]
+            for f in reader.get_feeds(broken=True)
+        },
+    )
+else:
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    emit("start")
+    started = time.perf_counter()
+    reader.update_feeds(scheduled=False)
+    call = time.perf_counter() - started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    emit("done")
+    emit(
+        "info",
+        entries=reader.get_entry_counts().total,
+        broken=sum(1 for _ in reader.get_feeds(broken=True)),
+        ru_maxrss_kib=usage.ru_maxrss,
+        cpu_s=round(cpu(usage), 2),
+        warm_cpu_s=round(cpu(usage) - cpu(before), 2),
+        warm_in_process_s=round(call, 3),
+    )
 reader.close()
 """
 
 
-def run_reader(python: str, urls: Path, db: Path, stderr_path: Path) -> list[Poll]:
-    take_counts()
+@dataclass
+class ReaderRun:
+    spawned: float
+    marks: dict[str, float]  # event name -> time the parent read it
+    info: dict[str, Any]
+    responses: dict[str, int]
+    peak_rss: int  # from spawning to "done", at least the process's ru_maxrss there
+
+
+def _reader_process(
+    python: str, phase: str, urls: Path, db: Path, stderr_path: Path, take: Counts
+) -> ReaderRun:
+    take()
     marks: dict[str, float] = {}
-    info: dict[str, dict[str, Any]] = {}
-    counts: dict[str, dict[str, int]] = {}
+    info: dict[str, Any] = {}
+    responses: dict[str, int] = {}
     with stderr_path.open("wb") as stderr:
         spawned = time.perf_counter()
         proc = subprocess.Popen(
-            [python, "-c", READER_SCRIPT, str(db), str(urls)],
+            [python, "-c", READER_SCRIPT, phase, str(db), str(urls)],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -378,39 +633,45 @@ def run_reader(python: str, urls: Path, db: Path, stderr_path: Path) -> list[Pol
             event = json.loads(line)
             name = event.pop("event")
             marks[name] = now
-            if name.endswith("-done"):
-                counts[name.split("-")[0]] = take_counts()
-            elif name == "second-start":
-                take_counts()
-            else:
-                info[name.split("-")[0]] = event
+            if name == "done":
+                responses = take()
+            elif name == "info":
+                info = event
         proc.wait()
         sampler.stop()
-    if proc.returncode or "second-done" not in marks:
+    if proc.returncode or "done" not in marks or not info:
         tail = stderr_path.read_text(errors="replace")[-3000:]
-        sys.exit(f"reader failed (exit {proc.returncode}):\n{tail}")
-    first = marks["first-done"] - spawned
-    second = marks["second-done"] - marks["second-start"]
-    items = int(info["first"]["entries"])
+        sys.exit(f"reader ({phase} process) failed (exit {proc.returncode}):\n{tail}")
+    # One process: its ru_maxrss up to the return of its update is exact.
+    peak = max(sampler.peak(spawned, marks["done"]), info["ru_maxrss_kib"] * 1024)
+    return ReaderRun(spawned, marks, info, responses, peak)
+
+
+def run_reader(python: str, urls: Path, db: Path, stderr_dir: Path, take: Counts) -> list[Poll]:
+    first = _reader_process(python, "first", urls, db, stderr_dir / "reader-first.stderr", take)
+    second = _reader_process(python, "second", urls, db, stderr_dir / "reader-second.stderr", take)
+    items = int(first.info["entries"])
+    warm = second.marks["done"] - second.marks["start"]
     return [
         Poll(
             "reader",
             "first",
-            first,
-            # One process: its ru_maxrss up to the first return is exact.
-            max(sampler.peak(spawned, marks["first-done"]), info["first"]["ru_maxrss_kib"] * 1024),
+            first.marks["done"] - first.spawned,
+            first.peak_rss,
             items,
-            counts["first"],
-            info["first"],
+            first.responses,
+            first.info,
         ),
         Poll(
             "reader",
             "second",
-            second,
-            sampler.peak(marks["second-start"], marks["second-done"]),
+            # Cold, like feedwatch's: from spawning the process to the return of the update.
+            second.marks["done"] - second.spawned,
+            second.peak_rss,
             items,
-            counts["second"],
-            info["second"],
+            second.responses,
+            # Warm: the update_feeds() call alone, as the parent saw it.
+            {**second.info, "warm_s": round(warm, 3)},
         ),
     ]
 
@@ -477,7 +738,7 @@ def oracle(path: Path, url: str) -> dict[str, Any]:
 
     result = feedparser.parse(
         io.BytesIO(path.read_bytes()),
-        response_headers={"content-type": "application/xml", "content-location": url},
+        response_headers={"content-type": CONTENT_TYPE, "content-location": url},
     )
     entries = []
     for e in result.get("entries", []):
@@ -663,8 +924,68 @@ def table(polls: list[Poll], feeds: int) -> tuple[list[str], dict[str, Any]]:
     for phase in ("first", "second"):
         ratio = medians[f"reader/{phase}"]["wall"] / medians[f"feedwatch/{phase}"]["wall"]
         medians[f"ratio/{phase}"] = ratio
-        lines.append(f"reader/feedwatch wall, {phase} poll: {ratio:.2f}x")
+        lines.append(f"reader/feedwatch wall, {phase} poll (cold/cold): {ratio:.2f}x")
+    warm = [p.extra["warm_s"] for p in polls if p.tool == "reader" and p.phase == "second"]
+    warm_median = statistics.median(warm)
+    medians["reader/second_warm"] = {
+        "wall": warm_median,
+        "min": min(warm),
+        "max": max(warm),
+        "feeds_per_s": feeds / warm_median,
+    }
+    ratio = warm_median / medians["feedwatch/second"]["wall"]
+    medians["ratio/second_reader_warm_vs_feedwatch_cold"] = ratio
+    lines.append(
+        f"reader warm second update (its call alone): median {warm_median:.2f} s; "
+        f"reader warm / feedwatch cold: {ratio:.2f}x"
+    )
+    for phase in ("first", "second"):
+        # feedwatch's own timing of the poll in its process, when its JSON has it.
+        inside = [
+            p.extra["elapsed_s"]
+            for p in polls
+            if p.tool == "feedwatch" and p.phase == phase and "elapsed_s" in p.extra
+        ]
+        if inside:
+            medians[f"feedwatch/{phase}_in_process"] = {
+                "wall": statistics.median(inside),
+                "min": min(inside),
+                "max": max(inside),
+            }
     return lines, medians
+
+
+def run_rounds(
+    args: argparse.Namespace, tmp: Path, docs: list[Doc], server: PythonServer | NginxServer
+) -> tuple[list[Poll], dict[str, dict[str, Any]]]:
+    config = write_config(tmp, server.port, docs)
+    urls = tmp / "urls.txt"
+    urls.write_text("".join(f"http://127.0.0.1:{server.port}{d.path}\n" for d in docs))
+    polls: list[Poll] = []
+    snapshot: dict[str, dict[str, Any]] | None = None
+    for run in range(args.runs):
+        order = ("feedwatch", "reader") if run % 2 == 0 else ("reader", "feedwatch")
+        for tool in order:
+            db = tmp / f"{tool}-{run}.sqlite"
+            if tool == "feedwatch":
+                got = run_feedwatch(args.feedwatch, config, db, server.take_counts)
+                if snapshot is None:
+                    # Items stored by this round's polls; the second stores none.
+                    snapshot = snapshot_feedwatch(db)
+            else:
+                got = run_reader(sys.executable, urls, db, tmp, server.take_counts)
+            for p in got:
+                print(
+                    f"run {run + 1} {tool:9s} {p.phase:6s} {p.wall:7.2f}s "
+                    f"items={p.items} peak={p.peak_rss / 2**20:.0f} MiB "
+                    f"responses={p.responses} "
+                    + json.dumps({k: v for k, v in p.extra.items() if k != "errors"}),
+                    file=sys.stderr,
+                )
+            polls += got
+            db.unlink(missing_ok=True)
+    assert snapshot is not None
+    return polls, snapshot
 
 
 def main() -> int:
@@ -682,48 +1003,36 @@ def main() -> int:
     )
     parser.add_argument("--corpus", type=Path, default=CORPUS / "real")
     parser.add_argument("--feedwatch", default=str(Path(sys.executable).with_name("feedwatch")))
+    parser.add_argument(
+        "--server",
+        choices=("auto", "nginx", "python"),
+        default="auto",
+        help="what serves the corpus; auto: nginx if installed, else Python (default: auto)",
+    )
     args = parser.parse_args()
+    if args.server == "auto":
+        args.server = "nginx" if find_nginx() else "python"
 
     with tempfile.TemporaryDirectory(prefix="fw-vs-reader-") as name:
         tmp = Path(name)
         docs = build_corpus(tmp, args.corpus, args.total)
-        server = serve(docs)
-        port = server.server_address[1]
-        config = write_config(tmp, port, docs)
-        urls = tmp / "urls.txt"
-        urls.write_text("".join(f"http://127.0.0.1:{port}{d.path}\n" for d in docs))
-        size = sum(len(v[0]) for v in Server.files.values())
-        print(
-            f"{len(docs)} documents, {size / 2**20:.0f} MiB, on 127.0.0.1:{port}", file=sys.stderr
-        )
-
-        polls: list[Poll] = []
-        snapshot: dict[str, dict[str, Any]] | None = None
-        for run in range(args.runs):
-            order = ("feedwatch", "reader") if run % 2 == 0 else ("reader", "feedwatch")
-            for tool in order:
-                db = tmp / f"{tool}-{run}.sqlite"
-                if tool == "feedwatch":
-                    got = run_feedwatch(args.feedwatch, config, db)
-                    if snapshot is None:
-                        # Items stored by this round's polls; the second stores none.
-                        snapshot = snapshot_feedwatch(db)
-                else:
-                    got = run_reader(sys.executable, urls, db, tmp / "reader.stderr")
-                for p in got:
-                    print(
-                        f"run {run + 1} {tool:9s} {p.phase:6s} {p.wall:7.2f}s "
-                        f"items={p.items} peak={p.peak_rss / 2**20:.0f} MiB "
-                        f"responses={p.responses} "
-                        + json.dumps({k: v for k, v in p.extra.items() if k != "errors"}),
-                        file=sys.stderr,
-                    )
-                polls += got
-                db.unlink(missing_ok=True)
-        server.shutdown()
+        size = sum(d.file.stat().st_size for d in docs)
+        server = start_server(args.server, tmp, docs)
+        try:
+            print(
+                f"{len(docs)} documents, {size / 2**20:.0f} MiB, on 127.0.0.1:{server.port} "
+                f"({server.name})",
+                file=sys.stderr,
+            )
+            polls, snapshot = run_rounds(args, tmp, docs, server)
+        finally:
+            server.close()
 
         lines, medians = table(polls, len(docs))
-        print(f"\n{len(docs)} feeds on 127.0.0.1, median of {args.runs} runs, alternating")
+        print(
+            f"\n{len(docs)} feeds on 127.0.0.1 ({server.name}), median of {args.runs} runs, "
+            "alternating"
+        )
         print("\n".join(lines))
 
         first = next(p for p in polls if p.tool == "feedwatch" and p.phase == "first")
@@ -738,8 +1047,8 @@ def main() -> int:
         ).most_common():
             print(f"  {count:4d}  {kind}")
 
-        assert snapshot is not None
-        check = compare(docs, port, snapshot, args.disagreements)
+        check = compare(docs, server.port, snapshot, args.disagreements)
+
     print(
         f"\nidentical results: {check['agree']} of {check['entries']} feedparser entries "
         f"({check['percent']:.2f}%) stored by feedwatch with equal id, title, link and dates; "
@@ -755,6 +1064,7 @@ def main() -> int:
                     "feeds": len(docs),
                     "bytes": size,
                     "runs": args.runs,
+                    "server": args.server,
                     "polls": [p.__dict__ for p in polls],
                     "summary": medians,
                     "identical_results": check,
