@@ -10,6 +10,7 @@ and without the shortcut gives the same alerts and spans.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
@@ -100,7 +101,8 @@ SAMPLE_WORDS = [
 ]
 
 
-def vocabulary() -> list[str]:
+@functools.cache
+def vocabulary() -> tuple[str, ...]:
     words = {w for text in SAMPLE_WORDS for w in WORD.findall(text)}
     if REAL.is_dir():
         for path in sorted(REAL.iterdir()):
@@ -109,7 +111,7 @@ def vocabulary() -> list[str]:
     for _ in range(20_000):  # random strings exercise every rule of a stemmer
         size = rng.randint(1, 14)
         words.add("".join(rng.choice(string.ascii_lowercase + "aeiouy") for _ in range(size)))
-    return sorted(words)
+    return tuple(sorted(words))
 
 
 @pytest.mark.parametrize("algorithm", sorted(_SUFFIX_ONLY_STEMMERS))

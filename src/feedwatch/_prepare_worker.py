@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ._model import PrepareJob
@@ -25,6 +26,19 @@ from .rules import Matcher, compile_rules
 from .workers import HEADER, frame
 
 _PR_SET_PDEATHSIG = 1
+#: Return freed heap pages to the system after this many documents, or after
+#: any document larger than _BIG_DOCUMENT bytes.
+_TRIM_EVERY = 16
+_BIG_DOCUMENT = 1 << 20
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where there is none (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
 
 
 def _die_with_parent(parent: int) -> None:
@@ -69,7 +83,9 @@ def main() -> None:
     sys.stdout = sys.stderr
     stdin = sys.stdin.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
+    trim = _malloc_trim()
     matcher = compile_rules(())
+    done = 0
     while True:
         message = _read(stdin)
         if message is None:
@@ -80,6 +96,11 @@ def main() -> None:
             continue
         out.write(frame(_answer(value, matcher)))
         out.flush()
+        done += 1
+        if trim is not None and (done % _TRIM_EVERY == 0 or len(value.content) > _BIG_DOCUMENT):
+            # A big document's tree and strings are freed, but glibc keeps the
+            # pages: hand them back, or every worker grows to its largest feed.
+            trim(0)
 
 
 if __name__ == "__main__":

@@ -168,8 +168,8 @@ class Feedwatch:
             budget=self.config.scheduler.parse_timeout,
         )
         try:
-            # The workers start (and compile the rules) while the first fetches run.
-            await workers.start()
+            # Each worker starts with the first document it gets: a poll that
+            # hears only 304s starts none.
             pipeline = Pipeline(
                 self.storage,
                 fetcher,

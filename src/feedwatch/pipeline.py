@@ -189,7 +189,8 @@ class Pipeline:
             return self._record_error(feed, polled_at, exc, http_status=fetched.status)
         for warning in prepared.warnings:
             event(log, logging.WARNING, "parse warning", feed=feed.name, warning=warning)
-        return await self._write(_Fetched(feed, polled_at, fetched, prepared))
+        # The body is in the items now: do not hold it while waiting for the writer.
+        return await self._write(_Fetched(feed, polled_at, replace(fetched, content=b""), prepared))
 
     # ------------------------------------------------------------------ the writer
 

@@ -124,7 +124,7 @@ def profile_for(lang: str | None) -> Profile:
 
 
 _local = threading.local()
-_CACHE_LIMIT: Final = 200_000
+_CACHE_LIMIT: Final = 30_000
 #: algorithm -> word -> stem.
 _stem_cache: dict[str, dict[str, str]] = {}
 

@@ -97,9 +97,9 @@ MAX_COMPOUND_TOKENS: Final = 3
 #: Phrases up to this many words try every way of joining adjacent words.
 _ALL_MERGES_UP_TO: Final = 4
 #: Per-language caches of chunks and tokens are cleared when they reach this size.
-_CACHE_LIMIT: Final = 100_000
+_CACHE_LIMIT: Final = 30_000
 #: Barren chunks remembered per language profile (about 60 bytes each).
-_BARREN_LIMIT: Final = 300_000
+_BARREN_LIMIT: Final = 80_000
 
 #: Snowball stemmers that never change the first two letters of an ASCII word
 #: into a stem of two letters or more (their suffix regions start at the third

@@ -53,7 +53,10 @@ _EXTRA = str.maketrans({"ё": "е", "ѐ": "е"})
 _LATIN_EXTRA = str.maketrans(
     {"ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "œ": "oe", "æ": "ae"}
 )
-_CACHE_LIMIT: Final = 200_000
+_CACHE_LIMIT: Final = 30_000
+#: The matcher keeps its own analysis of each chunk per language profile; this
+#: cache only spares re-tokenising across profiles, so it stays small.
+_CHUNK_CACHE_LIMIT: Final = 20_000
 
 
 def _is_latin(ch: str) -> bool:
@@ -253,7 +256,7 @@ def chunk_tokens(chunk: str) -> Chunk:
                 is_hyphen_gap(chunk[spans[k][1] : spans[k + 1][0]]) for k in range(len(spans) - 1)
             )
             hit = Chunk(tuple(spans), raws, tuple(fold_token(r) for r in raws), joins)
-        if len(_chunk_cache) >= _CACHE_LIMIT:
+        if len(_chunk_cache) >= _CHUNK_CACHE_LIMIT:
             _chunk_cache.clear()
         _chunk_cache[chunk] = hit
     return hit

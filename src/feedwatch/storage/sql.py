@@ -776,25 +776,25 @@ class SqlStorage(StorageType):
         Returns the ids of the items really inserted, by entry key, and how many
         stored items were updated.
         """
-        new_rows = [
-            _item_values(change.item)
-            | {
-                "feed_id": intent.feed_id,
-                "first_seen": change.item.first_seen,
-                "last_changed_at": intent.polled_at,
-                "hash_changes": change.hash_changes,
-            }
-            for change in intent.items
-            if change.change is ItemChange.NEW
-        ]
+        new = [change for change in intent.items if change.change is ItemChange.NEW]
         new_ids: dict[str, int] = {}
-        if new_rows and self._dialect == "sqlite":
-            new_ids = _sqlite_insert_items(conn, new_rows)
-        elif new_rows:
+        if new and self._dialect == "sqlite":
+            new_ids = _sqlite_insert_items(conn, intent.feed_id, intent.polled_at, new)
+        elif new:
             statement = self._insert_ignoring_duplicates(ITEMS, ["feed_id", "entry_key"]).returning(
                 ITEMS.c.id, ITEMS.c.entry_key
             )
-            for row in conn.execute(statement, new_rows):
+            rows = [
+                _item_values(change.item)
+                | {
+                    "feed_id": intent.feed_id,
+                    "first_seen": change.item.first_seen,
+                    "last_changed_at": intent.polled_at,
+                    "hash_changes": change.hash_changes,
+                }
+                for change in new
+            ]
+            for row in conn.execute(statement, rows):
                 new_ids[row.entry_key] = row.id
         updated = 0
         for change in intent.items:
@@ -1748,7 +1748,6 @@ _ITEM_COLUMNS = (
     "content_hash",
     "hash_changes",
 )
-_ITEM_DATES = frozenset({"published", "updated", "first_seen", "last_changed_at", "sort_at"})
 _SQLITE_INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))}) "
@@ -1770,8 +1769,10 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
     )
 
 
-def _sqlite_insert_items(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    """Insert item rows through the sqlite3 cursor of the open transaction.
+def _sqlite_insert_items(
+    conn: Connection, feed_id: int, polled_at: datetime, changes: Sequence[ItemIntent]
+) -> dict[str, int]:
+    """Insert new items through the sqlite3 cursor of the open transaction.
 
     The hot path of a poll: SQLAlchemy's bind processing and statement caching
     cost about ten times what SQLite itself does per row. Each row is one
@@ -1779,20 +1780,37 @@ def _sqlite_insert_items(conn: Connection, rows: Sequence[Mapping[str, Any]]) ->
     returns no rows), so the ids are those of the rows really inserted.
     """
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    when = _sqlite_datetime
+    polled = when(polled_at)
     new_ids: dict[str, int] = {}
     try:
-        for row in rows:
-            values = [
-                _sqlite_datetime(row[c])
-                if c in _ITEM_DATES
-                else json.dumps(row[c])
-                if c == "tags"
-                else row[c]
-                for c in _ITEM_COLUMNS
-            ]
-            inserted = cursor.execute(_SQLITE_INSERT_ITEM, values).fetchone()
+        for change in changes:
+            item = change.item
+            inserted = cursor.execute(
+                _SQLITE_INSERT_ITEM,
+                (
+                    feed_id,
+                    item.entry_key,
+                    item.guid,
+                    item.url,
+                    item.canonical_url,
+                    item.title,
+                    item.content_html,
+                    item.content_text,
+                    item.author,
+                    when(item.published),
+                    when(item.updated),
+                    polled if item.first_seen == polled_at else when(item.first_seen),
+                    polled,
+                    polled if item.sort_at == polled_at else when(item.sort_at),
+                    json.dumps(list(item.tags)),
+                    item.language,
+                    item.content_hash,
+                    change.hash_changes,
+                ),
+            ).fetchone()
             if inserted is not None:
-                new_ids[row["entry_key"]] = inserted[0]
+                new_ids[item.entry_key] = inserted[0]
     except sqlite3.Error as exc:
         raise StorageError(f"inserting items failed: {exc}") from exc
     finally:
