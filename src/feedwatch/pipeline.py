@@ -21,6 +21,7 @@ while fetching.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections import deque
@@ -205,7 +206,9 @@ class Pipeline:
         fetched.done = asyncio.get_running_loop().create_future()
         self._ready.append(fetched)
         if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
+            # A context of its own: the writer serves every feed, so the feed
+            # bound for logging by the task that happens to start it must not stick.
+            self._writer = asyncio.create_task(self._drain(), context=contextvars.Context())
         return await fetched.done
 
     async def _drain(self) -> None:

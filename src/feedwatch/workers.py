@@ -136,7 +136,11 @@ class _Worker:
             return
         if process.returncode is None:
             assert process.stdin is not None
-            process.stdin.close()  # the worker exits at the end of its input
+            process.stdin.close()  # the worker exits at the end of its input ...
+            # ... but one still starting up would only see that once its imports
+            # are done, and an idle worker holds nothing worth a goodbye.
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
             try:
                 async with asyncio.timeout(_EXIT_GRACE):
                     await process.wait()
