@@ -18,6 +18,7 @@ from typing import Any
 import feedparser
 import pytest
 
+from feedwatch import parse as parse_module
 from feedwatch._model import ParsedFeed
 from feedwatch.exceptions import ParseError
 from feedwatch.normalise import normalise_entries
@@ -142,9 +143,10 @@ def feedparser_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if feedparser is handed the document."""
 
     def fail(*args: object, **kwargs: object) -> None:
-        pytest.fail("feedparser.parse was called on a document that must be rejected")
+        pytest.fail("a parser was called on a document that must be rejected")
 
     monkeypatch.setattr(feedparser, "parse", fail)
+    monkeypatch.setattr(parse_module, "_parse_xml_fast", fail)
 
 
 def _billion_laughs() -> bytes:
@@ -367,6 +369,7 @@ def test_bad_entry_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyPatch) ->
         {"id": "3", "title": "also good"},
     ]
     monkeypatch.setattr(feedparser, "parse", _fake_feedparser(entries))
+    monkeypatch.setattr(parse_module, "_parse_xml_fast", lambda *a, **k: None)  # feedparser's turn
 
     parsed = parse_document(f"<rss>{ITEM}</rss>".encode(), url=URL, headers=RSS_HEADERS)
 
@@ -399,6 +402,7 @@ def test_library_errors_become_parse_errors(monkeypatch: pytest.MonkeyPatch) -> 
         raise RuntimeError("boom")
 
     monkeypatch.setattr(feedparser, "parse", explode)
+    monkeypatch.setattr(parse_module, "_parse_xml_fast", lambda *a, **k: None)  # feedparser's turn
 
     with pytest.raises(ParseError, match="RuntimeError: boom") as info:
         parse_document(f"<rss>{ITEM}</rss>".encode(), url=URL, headers=RSS_HEADERS)

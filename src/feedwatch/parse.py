@@ -335,9 +335,6 @@ def _read_prolog(content: bytes, encoding: str) -> _Prolog | None:
 
 # --------------------------------------------------------------------------- XML via feedparser
 
-#: feedparser's own parse function: the fast path is its stand-in, and steps
-#: aside when something else (a test double) has taken its place.
-_FEEDPARSER_PARSE = feedparser.parse
 _SURVIVABLE_BOZO = ("CharacterEncodingOverride", "NonXMLContentType")
 _ENTRY_OPEN_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
 _ENTRY_CLOSE_RE = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
@@ -347,17 +344,15 @@ def _parse_xml(content: bytes, *, url: str, headers: Mapping[str, str]) -> Parse
     _check_prolog(content, headers, url)
     warnings: list[str] = []
     response_headers = _feedparser_headers(content, headers, url, warnings)
-    if feedparser.parse is _FEEDPARSER_PARSE:
-        # (A stand-in for feedparser.parse, a test double, sees every document.)
-        try:
-            fast = _parse_xml_fast(
-                content, url=url, response_headers=response_headers, warnings=warnings
-            )
-        except Exception:
-            # A bug in the fast path must not cost the document: feedparser reads it.
-            fast = None
-        if fast is not None:
-            return fast
+    try:
+        fast = _parse_xml_fast(
+            content, url=url, response_headers=response_headers, warnings=warnings
+        )
+    except Exception:
+        # A bug in the fast path must not cost the document: feedparser reads it.
+        fast = None
+    if fast is not None:
+        return fast
     return _parse_xml_feedparser(
         content, url=url, response_headers=response_headers, warnings=warnings
     )
