@@ -55,7 +55,7 @@ What it does:
   feedwatch by about feedwatch's start-up time; and, in ``--json``, feedwatch's own timing
   of each poll in its process (``elapsed_s``, the ``elapsed`` of ``poll --json``).
 - Peak memory: the largest sum of the RSS of the process and all its descendants
-  (feedwatch's parse worker process included), sampled from /proc every 50 ms during the
+  (feedwatch's worker processes included), sampled from /proc every 50 ms during the
   poll (a spike shorter than that can be missed), from spawning the process. Each of
   reader's two processes takes at least its exact ``ru_maxrss`` at the return of its
   update. ``--json`` also has, for feedwatch, the ``ru_maxrss`` of ``os.wait4`` (the
@@ -528,7 +528,7 @@ def run_feedwatch(feedwatch: str, config: Path, db: Path, take: Counts) -> list[
         extra: dict[str, Any] = {
             "totals": totals,
             "ru_maxrss_kib": usage.ru_maxrss,
-            # The process and its parse worker (reaped by it), user + system.
+            # The process and its workers (reaped by it), user + system.
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         }
         if isinstance(result.get("elapsed"), int | float):

@@ -12,8 +12,9 @@ One asyncio loop holds everything::
     HTTP server  (uvicorn in this loop) health, metrics, API, Atom
     signals      SIGTERM/SIGINT: stop; SIGHUP: reload the configuration
 
-Nothing can hang a job: every fetch has a total deadline, parsing runs in a
-worker process with a time budget (:class:`~feedwatch.workers.ParsePool`), and
+Nothing can hang a job: every fetch has a total deadline, parsing, normalising
+and matching run in worker processes with a time budget per document
+(:class:`~feedwatch.workers.PreparePool`), and
 the tick only starts poll tasks, it never waits for them. A feed is claimed
 with a lease longer than one poll can take; a daemon that dies leaves its feeds
 to be claimed again when their leases run out. Several daemons on one
