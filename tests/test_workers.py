@@ -4,6 +4,7 @@ within a time budget."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -168,3 +169,39 @@ def test_workers_die_with_their_parent_even_on_sigkill(tmp_path: Path) -> None:
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(p) for p in pids)
+
+
+def test_a_workers_log_lines_use_the_parents_format_and_name_the_feed(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from feedwatch._logging import configure, current_format
+
+    # A regex that backtracks for far longer than its 50 ms budget on this title.
+    slow = RuleSpec("slow", r"/(x|xx)+\d/")
+    title = "x" * 60
+    document = (
+        f'<rss version="2.0"><channel><title>T</title><item><title>{title}</title>'
+        "<link>http://127.0.0.1/1</link></item></channel></rss>"
+    ).encode()
+    before = current_format()
+    configure(fmt="json")
+    try:
+
+        async def run() -> None:
+            pool = PreparePool(rules=[slow], workers=1, budget=30)
+            try:
+                prepared = await pool(job(document))
+            finally:
+                await pool.aclose()
+            assert prepared.items
+            assert prepared.matches == {}  # a regex over its budget is a non-match
+
+        asyncio.run(run())
+    finally:
+        configure(fmt=before)
+    lines = [
+        json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")
+    ]
+    timeouts = [line for line in lines if "rule_regex_timeout" in json.dumps(line)]
+    assert timeouts
+    assert all(line.get("feed") == "feed" for line in timeouts)

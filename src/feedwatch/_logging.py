@@ -119,6 +119,12 @@ def event(log: logging.Logger, level: int, name: str, **kv: Any) -> None:
 
 #: Accepted by :func:`configure` (``--log-format``).
 FORMATS = ("kv", "json")
+_current = {"format": "kv"}
+
+
+def current_format() -> str:
+    """The format :func:`configure` last set ("kv" until then): worker processes log alike."""
+    return _current["format"]
 
 
 def configure(level: int = logging.WARNING, fmt: str | None = None) -> None:
@@ -137,3 +143,4 @@ def configure(level: int = logging.WARNING, fmt: str | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         handler.setFormatter(_JsonFormatter() if fmt == "json" else _KeyValueFormatter())
+        _current["format"] = fmt

@@ -11,6 +11,7 @@ stderr instead, so it cannot corrupt the frames.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import pickle
 import signal
@@ -19,11 +20,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from ._logging import bind, configure
 from ._model import PrepareJob
 from .exceptions import ParseError
 from .prepare import prepare
 from .rules import Matcher, compile_rules
-from .workers import HEADER, frame
+from .workers import HEADER, LOG_FORMAT_ENV, frame
 
 _PR_SET_PDEATHSIG = 1
 #: Return freed heap pages to the system after this many documents, or after
@@ -68,7 +70,8 @@ def _read(stream: BinaryIO) -> tuple[str, Any] | None:
 
 def _answer(job: PrepareJob, matcher: Matcher) -> tuple[str, object]:
     try:
-        return "ok", prepare(job, matcher)
+        with bind(feed=job.feed):  # every line logged while preparing names the feed
+            return "ok", prepare(job, matcher)
     except ParseError as exc:
         return "parse_error", exc.message
     except Exception as exc:
@@ -83,6 +86,8 @@ def main() -> None:
     sys.stdout = sys.stderr
     stdin = sys.stdin.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle
+    fmt = os.environ.get(LOG_FORMAT_ENV)
+    configure(logging.WARNING, fmt if fmt in ("kv", "json") else None)
     trim = _malloc_trim()
     matcher = compile_rules(())
     done = 0

@@ -28,7 +28,7 @@ import struct
 import sys
 from collections.abc import Iterable, Sequence
 
-from ._logging import get_logger
+from ._logging import current_format, get_logger
 from ._model import Prepared, PrepareJob, RuleSpec
 from .exceptions import ParseError
 
@@ -38,6 +38,9 @@ log = get_logger(__name__)
 PARSE_BUDGET = 30.0
 #: How long a closing worker may take to exit on its own before it is killed.
 _EXIT_GRACE = 2.0
+
+#: How a worker learns the log format of its parent.
+LOG_FORMAT_ENV = "FEEDWATCH_WORKER_LOG_FORMAT"
 
 # One frame: an 8-byte big-endian length, then a pickle. Shared with the worker.
 HEADER = struct.Struct("!Q")
@@ -83,6 +86,8 @@ class _Worker:
             str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            # Its log lines (a regex over its time budget) in the parent's format.
+            env={**os.environ, LOG_FORMAT_ENV: current_format()},
         )
         self.rules_version = -1
 
