@@ -311,14 +311,16 @@ _TEXT_CLEANER = nh3.Cleaner(
 # may hold ">"), and a "<" in text is always written "&lt;". Three passes with
 # constant replacements (C speed) instead of one with a Python callback per tag.
 _ATTRIBUTES = r"""(?:[^>"']|"[^"]*"|'[^']*')*>"""
-_BLOCK_TAG_RE = re.compile(
-    r"</?(?:" + "|".join(sorted(_BLOCK, key=len, reverse=True)) + r")(?![^\s/>])" + _ATTRIBUTES,
-    re.IGNORECASE,
-)
-_SPACED_TAG_RE = re.compile(
-    r"</?(?:" + "|".join(sorted(_SPACED, key=len, reverse=True)) + r")(?![^\s/>])" + _ATTRIBUTES,
-    re.IGNORECASE,
-)
+
+
+def _tags_re(names: frozenset[str]) -> re.Pattern[str]:
+    """Opening, closing or self-closing tags of these elements, attributes included."""
+    alternatives = "|".join(sorted(names, key=len, reverse=True))  # "pre" before "p"
+    return re.compile(r"</?(?:" + alternatives + r")(?![^\s/>])" + _ATTRIBUTES, re.IGNORECASE)
+
+
+_BLOCK_TAG_RE = _tags_re(_BLOCK)
+_SPACED_TAG_RE = _tags_re(_SPACED)
 _ANY_TAG_RE = re.compile(r"</?[A-Za-z][^\s/>]*" + _ATTRIBUTES)
 
 
