@@ -1114,3 +1114,31 @@ def test_shipped_daemon_examples_are_valid_and_are_the_defaults() -> None:
     assert config.retention == RetentionOptions()
     assert (config.server.host, config.server.port) == (ServerOptions().host, ServerOptions().port)
     assert config.server.token == "t0ken"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        (Path(__file__).parent.parent / "feeds.yaml").read_text(encoding="utf-8"),
+        "feeds:\n  - name: a\n    url: https://example.org/a\n  - name: a\n    url: x\n",
+        "feeds:\n  - {name: a, url: 'https://example.org/a'\n",  # unclosed flow mapping
+        "base: &b {interval: 5m}\nfeeds:\n  - <<: *b\n    name: a\n    url: https://example.org/a\n",
+        "feeds: []\nfeeds: []\n",
+        "title: \x85x\nfeeds: []\n",  # NEL: PyYAML refuses it, libyaml would not report it alike
+        "",
+    ],
+)
+def test_libyaml_and_pure_loader_agree(text: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The libyaml fast path changes nothing: the same config or the same problems."""
+    import feedwatch.config as config_module
+
+    def outcome() -> object:
+        try:
+            return parse_config(text, file="feeds.yaml")
+        except ConfigError as exc:
+            return str(exc)
+
+    assert config_module._FAST_LOADER is not None  # PyYAML's wheels ship libyaml
+    fast = outcome()
+    monkeypatch.setattr(config_module, "_FAST_LOADER", None)
+    assert outcome() == fast

@@ -23,15 +23,12 @@ import unicodedata
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO, TypeVar
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from . import __version__
 from ._logging import configure as configure_logging
@@ -41,6 +38,10 @@ from .core import SPAN_FIELDS, Feedwatch, PollSummary, make_app, try_rule
 from .exceptions import ConfigError, RuleSyntaxError, StorageError
 from .snippet import make_snippet
 from .types import Backtest, BacktestMatch, MatchedSpan, PollResult, RuleTrial, StoredAlert
+
+if TYPE_CHECKING:  # rich is imported where it is used: `poll --json` never needs it
+    from rich.console import Console
+    from rich.text import Text
 
 EXIT_OK = 0
 EXIT_FEEDS_FAILED = 1
@@ -196,6 +197,8 @@ def _jsonable(value: Any) -> Any:
 
 def _console() -> Console:
     """Standard output; a pipe gets wide lines rather than 80 columns of wrapped cells."""
+    from rich.console import Console
+
     console = Console(highlight=False, soft_wrap=False)
     if not console.is_terminal:
         console = Console(highlight=False, soft_wrap=False, width=200)
@@ -294,26 +297,7 @@ def poll(ctx: click.Context, names: Sequence[str], as_json: bool) -> None:
     if ctx.ensure_object(_Options).verbose == 0:
         # The summary lists every failed feed; the log repeats it only when asked (-v).
         configure_logging(logging.ERROR)
-    err = Console(stderr=True)
-    show_progress = err.is_terminal and not as_json
-    progress = Progress(
-        TextColumn("polling"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-        console=err,
-        transient=True,
-        disable=not show_progress,
-    )
-    task = progress.add_task("", total=None)
-
-    def on_start(total: int) -> None:
-        progress.update(task, total=total)
-
-    def on_result(result: PollResult) -> None:
-        progress.update(task, advance=1, description=result.feed)
-
+    progress, on_start, on_result = _poll_progress(as_json)
     try:
         with progress:
             summary = asyncio.run(app.poll(names, on_start=on_start, on_result=on_result))
@@ -332,6 +316,42 @@ def poll(ctx: click.Context, names: Sequence[str], as_json: bool) -> None:
     else:
         _print_poll_table(summary)
     sys.exit(status)
+
+
+def _poll_progress(
+    as_json: bool,
+) -> tuple[
+    AbstractContextManager[object],
+    Callable[[int], None] | None,
+    Callable[[PollResult], None] | None,
+]:
+    """A progress bar on a terminal's stderr, and its callbacks; nothing for --json
+    (which then never imports rich: a cron job's poll starts faster)."""
+    if as_json:
+        return nullcontext(), None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    progress = Progress(
+        TextColumn("polling"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    task = progress.add_task("", total=None)
+
+    def on_start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def on_result(result: PollResult) -> None:
+        progress.update(task, advance=1, description=result.feed)
+
+    return progress, on_start, on_result
 
 
 def _poll_json(summary: PollSummary, status: int) -> dict[str, Any]:
@@ -366,6 +386,9 @@ def _count(n: int, noun: str) -> str:
 
 
 def _print_poll_table(summary: PollSummary) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     console = _console()
     table = Table(title=None, show_lines=False)
     for name, kw in (
@@ -421,6 +444,9 @@ def _print_poll_table(summary: PollSummary) -> None:
 @click.pass_context
 def feeds(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
     """Each feed: last poll, status, items, last error."""
+    from rich.table import Table
+    from rich.text import Text
+
     rows, now = _listing(ctx, lambda app: app.feeds(include_inactive))
     if as_json:
         _print_json(rows)
@@ -463,6 +489,8 @@ def items(
     ctx: click.Context, feed: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """Stored items, newest first."""
+    from rich.table import Table
+
     rows = _read(ctx, since, lambda app, after: app.items(feed, after, limit))
     if as_json:
         _print_json(rows)
@@ -494,6 +522,8 @@ def alerts(
     ctx: click.Context, rule: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """Alerts raised by the rules, newest first, with the matched words highlighted."""
+    from rich.text import Text
+
     rows = _read(ctx, since, lambda app, after: app.alerts(rule, after, limit))
     if as_json:
         _print_json([_alert_json(a) for a in rows])
@@ -521,6 +551,8 @@ def alerts(
 
 
 def _alert_snippet(alert: StoredAlert) -> Text | None:
+    from rich.text import Text
+
     content = [(s.start, s.end) for s in alert.spans if s.field == "content"]
     if not content:
         return None
@@ -566,6 +598,9 @@ def rules(ctx: click.Context, include_inactive: bool, as_json: bool) -> None:
     feedwatch rules try QUERY --title TEXT ...   does QUERY match this text?
     feedwatch rules test NAME_OR_QUERY           what would it have matched?
     """
+    from rich.table import Table
+    from rich.text import Text
+
     if ctx.invoked_subcommand is not None:
         if include_inactive or as_json:
             raise click.UsageError(
@@ -647,6 +682,8 @@ def rules_try(
 def _print_trial(
     trial: RuleTrial, texts: dict[str, str], tags: Sequence[str], lang: str | None
 ) -> None:
+    from rich.text import Text
+
     console = _console()
     verdict = ("match", "bold green") if trial.matched else ("no match", "bold red")
     console.print(Text.assemble(verdict, "  ", trial.query))
@@ -671,6 +708,8 @@ def _span_label(span: MatchedSpan) -> str:
 
 
 def _highlighted(text: str, marks: Iterable[tuple[int, int]]) -> Text:
+    from rich.text import Text
+
     out = Text(text)
     for start, end in marks:
         out.stylize(HIGHLIGHT, start, end)
@@ -736,6 +775,9 @@ def rules_test(ctx: click.Context, target: str, since: str, limit: int, as_json:
     matching items (newest first) with the matched words and the count per feed.
     Exits 0 if anything matched, 1 if nothing did, 2 if the query is invalid.
     """
+    from rich.console import Console
+    from rich.progress import Progress, TextColumn, TimeElapsedColumn
+
     app = _app(ctx)
     err = Console(stderr=True)
     progress = Progress(
@@ -802,6 +844,9 @@ def _snippet_json(match: BacktestMatch) -> dict[str, Any]:
 
 
 def _print_backtest(result: Backtest) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     console = _console()
     what = f"rule {result.rule}: " if result.rule is not None else "query: "
     window = (
@@ -870,6 +915,9 @@ def deliveries(
     feedwatch deliveries retry 12 15              send these again (now)
     feedwatch deliveries retry --failed           send every failed one again
     """
+    from rich.table import Table
+    from rich.text import Text
+
     if ctx.invoked_subcommand is not None:
         return
     rows, now = _listing(ctx, lambda app: app.deliveries(status, subscriber, limit))
@@ -990,6 +1038,9 @@ def subscribers(ctx: click.Context, as_json: bool) -> None:
     \b
     feedwatch subscribers test NAME     send a test message, report what happened
     """
+    from rich.table import Table
+    from rich.text import Text
+
     if ctx.invoked_subcommand is not None:
         return
     rows, now = _listing(ctx, lambda app: app.subscribers())
@@ -1167,6 +1218,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     Exits 0 when no feed is failing or disabled and nothing failed to deliver, 1 otherwise.
     """
+    from rich.text import Text
+
     app = _app(ctx)
     try:
         feeds = _run_storage(lambda: app.feeds())

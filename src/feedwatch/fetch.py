@@ -61,6 +61,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import sys
 import time
 import zlib
 from collections.abc import (
@@ -81,11 +82,24 @@ import aiohttp
 import aiohttp.abc
 import aiohttp.http_exceptions
 import brotli  # type: ignore[import-untyped]
-import httpx
 import yarl
 
 from ._model import FetchOptions, FetchResult
 from .exceptions import ConfigError, ConfigProblem, ErrorKind, FetchError
+
+# httpx's __init__ imports its command-line client (httpx._main, with rich and pygments:
+# about 50 ms of every `feedwatch poll`'s start-up) whenever rich and click are
+# installed. feedwatch never runs it: a None entry makes that import fail softly (httpx
+# then defines a stub ``main``), and it is removed right after, so that anything else
+# can still import httpx._main.
+_SKIP_HTTPX_CLI = "httpx" not in sys.modules and "httpx._main" not in sys.modules
+if _SKIP_HTTPX_CLI:
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]
+try:
+    import httpx
+finally:
+    if _SKIP_HTTPX_CLI:
+        del sys.modules["httpx._main"]
 
 __all__ = [
     "ACCEPT",
@@ -1083,7 +1097,8 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
     ) -> None:
         self._guard = guard
         self._resolver = _GuardedResolver(guard, resolver)
-        self._ssl = _ssl_context()
+        # Made on the first https request (loading the CA bundle costs ~30 ms).
+        self._ssl: ssl.SSLContext | None = None
         self._limit = limit
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
@@ -1105,6 +1120,7 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=timeouts,
                 server_hostname=server_hostname,
+                ssl=self._tls() if url.scheme == "https" else True,
             )
         except _AIOHTTP_ERRORS as exc:
             translated, cause = _translate(exc)
@@ -1125,12 +1141,17 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         if session is not None:
             await session.close()
 
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = _ssl_context()
+        return self._ssl
+
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
             if self._closed:
                 raise RuntimeError("the transport is closed")
             connector = aiohttp.TCPConnector(
-                ssl=self._ssl,
+                # Every https request passes its own context (``_tls``).
                 resolver=self._resolver,
                 # Resolve (and check) for every new connection, as DNS may change.
                 use_dns_cache=False,
