@@ -25,6 +25,8 @@ from feedwatch._model import (
     FeedUpdateIntent,
     ItemChange,
     PollStatus,
+    Prepared,
+    PrepareJob,
     RuleSpec,
 )
 from feedwatch.decide import HASH_CHANGED_LIMIT
@@ -206,6 +208,9 @@ def test_unchanged_repoll_writes_nothing(two: Harness) -> None:
     two.poll()
     items_before = two.storage.list_items()
     t1 = two.clock.advance(hours=1)
+    # The same entries in a body that differs (a comment): parsed, and nothing is new.
+    two.fetcher.ok(URL_A, DOC_A + b"<!-- again -->", etag='"a1"', last_modified=LAST_MODIFIED)
+    two.fetcher.ok(URL_B, DOC_B + b"<!-- again -->", etag='"b1"')
 
     results = two.poll()
 
@@ -548,3 +553,114 @@ def test_a_stale_lease_token_writes_nothing(storage: SqlStorage) -> None:
     assert h.item_keys("a") == ["a1", "a2"]
     (after,) = h.feeds("a")
     assert after.etag == '"a1"'
+
+
+# --------------------------------------------------------------------------- unchanged bodies
+
+
+class CountingPrepare(InlinePrepare):
+    """Inline preparation that counts the documents it is given, by URL."""
+
+    def __init__(self, rules: Sequence[RuleSpec] = RULES) -> None:
+        super().__init__(compile_rules(rules))
+        self.urls: list[str] = []
+
+    async def __call__(self, job: PrepareJob) -> Prepared:
+        self.urls.append(job.url)
+        return await super().__call__(job)
+
+
+def counting(h: Harness) -> CountingPrepare:
+    prepare = CountingPrepare()
+    h.pipeline._prepare = prepare
+    return prepare
+
+
+def test_a_200_repeating_the_last_body_is_not_parsed_again(two: Harness) -> None:
+    prepare = counting(two)
+    two.poll()
+    assert sorted(prepare.urls) == [URL_A, URL_B]
+    items_before = two.storage.list_items()
+    # The server sends the same bytes again, now with new validators (a), or without (b).
+    two.fetcher.ok(URL_A, DOC_A, etag='"a2"')
+    t1 = two.clock.advance(hours=1)
+
+    results = two.poll()
+
+    assert sorted(prepare.urls) == [URL_A, URL_B], "neither body was parsed again"
+    assert [brief(r) for r in results] == [
+        ("a", "ok", 0, 0, 0, 200, None),
+        ("b", "ok", 0, 0, 0, 200, None),
+    ]
+    assert two.storage.list_items() == items_before
+    a = two.status("a")
+    assert (a.status, a.last_poll_at, a.last_success_at, a.title) == ("ok", t1, t1, "Feed A")
+    (stored_a,) = two.feeds("a")
+    assert (stored_a.etag, stored_a.last_modified) == ('"a2"', None), "a 200's validators"
+    assert len(two.alert_pairs()) == 2
+
+    # One byte more: parsed again.
+    two.fetcher.ok(URL_A, rss(A1, A2, Entry("a3", "Climate talks close")))
+    two.clock.advance(hours=1)
+    results = two.poll()
+    assert prepare.urls.count(URL_A) == 2
+    assert brief(results[0]) == ("a", "ok", 1, 0, 1, 200, None)
+
+
+def test_the_same_body_from_another_url_or_charset_is_parsed(storage: SqlStorage) -> None:
+    """Relative links resolve against the URL, and the charset may come from the
+    Content-Type: either change means a new parse."""
+    h = Harness(storage, [feed("a", URL_A)])
+    prepare = counting(h)
+    h.fetcher.ok(URL_A, DOC_A)
+    h.poll()
+    h.fetcher.ok(URL_A, DOC_A, headers={"content-type": "application/rss+xml; charset=latin-1"})
+    h.clock.advance(hours=1)
+    h.poll()
+    assert prepare.urls == [URL_A, URL_A]
+
+
+def test_a_body_that_failed_to_parse_fails_again_without_parsing(two: Harness) -> None:
+    prepare = counting(two)
+    broken = b"<html><body>Maintenance</body></html>"
+    two.fetcher.ok(URL_A, broken, headers={"content-type": "text/html"})
+    first = two.poll_one("a")
+    assert (first.status, first.error_kind) == ("error", "parse")
+    two.clock.advance(hours=1)
+    # A fetch error in between does not make the broken body look good.
+    two.fetcher.raise_exc(URL_A, FetchError(ErrorKind.TIMEOUT, "timed out", url=URL_A))
+    assert two.poll_one("a").error_kind == "timeout"
+    two.clock.advance(hours=1)
+    two.fetcher.ok(URL_A, broken, headers={"content-type": "text/html"})
+
+    again = two.poll_one("a")
+
+    assert prepare.urls == [URL_A], "the broken body was parsed once"
+    assert (again.status, again.error_kind, again.error, again.http_status) == (
+        "error",
+        "parse",
+        first.error,
+        200,
+    )
+    a = two.status("a")
+    assert (a.consecutive_errors, a.last_error_kind, a.last_error) == (3, "parse", first.error)
+    # Fixed: parsed, and its items stored.
+    two.fetcher.ok(URL_A, DOC_A)
+    two.clock.advance(hours=1)
+    assert brief(two.poll_one("a")) == ("a", "ok", 2, 0, 1, 200, None)
+    assert prepare.urls == [URL_A, URL_A]
+
+
+def test_a_new_url_in_the_config_forgets_the_body(storage: SqlStorage) -> None:
+    h = Harness(storage, [feed("a", URL_A)])
+    prepare = counting(h)
+    h.fetcher.ok(URL_A, DOC_A)
+    h.fetcher.ok(URL_C, DOC_A)
+    h.poll()
+    (before,) = h.feeds("a")
+    assert before.body_hash is not None
+    storage.sync_config([feed("a", URL_C)], RULES, [], h.clock.advance(hours=1))
+    (after,) = h.feeds("a")
+    assert (after.body_hash, after.body_error) == (None, None)
+    h.poll()
+    assert prepare.urls == [URL_A, URL_C]

@@ -129,7 +129,7 @@ def test_migrate_twice_is_a_noop(storage: SqlStorage) -> None:
 
     with storage.engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-    assert [tuple(row) for row in versions] == [("0003",)]
+    assert [tuple(row) for row in versions] == [("0004",)]
     assert [f.name for f in storage.list_feeds()] == ["a"]
 
 
@@ -868,7 +868,14 @@ def test_sqlite_pragmas_are_in_effect(sqlite_url: str) -> None:
     with storage.engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-            for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+            for name in (
+                "journal_mode",
+                "busy_timeout",
+                "foreign_keys",
+                "synchronous",
+                "wal_autocheckpoint",
+                "journal_size_limit",
+            )
         }
 
     assert pragmas == {
@@ -876,6 +883,8 @@ def test_sqlite_pragmas_are_in_effect(sqlite_url: str) -> None:
         "busy_timeout": 10000,
         "foreign_keys": 1,
         "synchronous": 1,
+        "wal_autocheckpoint": 16384,
+        "journal_size_limit": 64 * 1024 * 1024,
     }
     storage.close()
 
@@ -994,5 +1003,68 @@ def test_sqlite_fast_insert_stores_what_sqlalchemy_would(tmp_path: Path) -> None
             ).fetchall()
         assert fast == slow
         assert fast[0] == "1899-12-31 21:00:00.000000"
+    finally:
+        storage.close()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {
+            "status": PollStatus.OK,
+            "etag": '"v1"',
+            "last_modified": "Mon, 02 Jan 2006 15:04:05 GMT",
+            "feed_title": "Заголовок",
+            "ttl_minutes": 30,
+        },
+        {"status": PollStatus.NOT_MODIFIED, "etag": '"v2"'},
+        {"status": PollStatus.NOT_MODIFIED, "moved_to": "https://moved.example/feed"},
+        {"status": PollStatus.OK, "disable_reason": "gone (410)"},
+        {
+            "status": PollStatus.RATE_LIMITED,
+            "error_kind": ErrorKind.HTTP_STATUS,
+            "error_message": "429",
+        },
+    ],
+)
+def test_sqlite_fast_feed_update_stores_what_sqlalchemy_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, object]
+) -> None:
+    """The SQLite feed-row update bypasses SQLAlchemy: the row must be the same text,
+    and the lease fence must hold the same way."""
+    import feedwatch.storage.sql as sql_module
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'fast.db'}")
+    try:
+        storage.migrate()
+        sync(
+            storage, [FeedSpec("a", "https://a.example/feed"), FeedSpec("b", "https://b.example/f")]
+        )
+        odd = datetime(2026, 3, 1, 12, 0, 0, 5, tzinfo=timezone(timedelta(hours=-5)))
+        claimed = {f.name: f for f in storage.claim_due_feeds(T0, 10, 60, "me")}
+        # A lost lease writes nothing, on either path.
+        for name in ("a", "b"):
+            (lost,) = storage.commit_feeds(
+                [intent(claimed[name].id, at=odd, token="other", **extra)]
+            )
+            assert not lost.written
+            if name == "a":  # b goes through SQLAlchemy
+                monkeypatch.setattr(sql_module, "ClauseElement", object)
+        monkeypatch.undo()
+        assert storage.commit_feeds([intent(claimed["a"].id, at=odd, token="me", **extra)])[
+            0
+        ].written
+        monkeypatch.setattr(sql_module, "ClauseElement", object)
+        assert storage.commit_feeds([intent(claimed["b"].id, at=odd, token="me", **extra)])[
+            0
+        ].written
+        with sqlite3.connect(tmp_path / "fast.db") as raw:
+            raw.row_factory = sqlite3.Row
+            fast, slow = (
+                {k: row[k] for k in row.keys() if k not in ("id", "name", "url")}  # noqa: SIM118
+                for row in raw.execute("SELECT * FROM feeds ORDER BY name")
+            )
+        assert fast == slow
+        assert fast["last_poll_at"] == "2026-03-01 17:00:00.000005"
     finally:
         storage.close()

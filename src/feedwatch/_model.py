@@ -53,6 +53,11 @@ class FeedForUpdate:
     tags: tuple[str, ...] = ()
     #: Lease token when the feed was claimed; the commit is fenced on it.
     lease_token: str | None = None
+    #: Fingerprint of the last document handled (``decide.body_fingerprint``): a 200
+    #: with the same body is not parsed again.
+    body_hash: str | None = None
+    #: Why that document could not be parsed (None when it parsed): repeated as is.
+    body_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +323,10 @@ class FeedUpdateIntent:
     notices: tuple[Notice, ...] = ()
     #: Deliveries of the alerts; written only for alerts this commit inserts.
     deliveries: tuple[DeliveryIntent, ...] = ()
+    #: The fingerprint of the document this poll parsed (or failed to parse), with
+    #: ``body_error`` for the latter; None keeps the stored ones (304, fetch errors).
+    body_hash: str | None = None
+    body_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ randomness included, comes in as an argument, so each rule here is a table test.
 from __future__ import annotations
 
 import enum
+import hashlib
 import itertools
 import re
 import statistics
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
+from . import __version__
 from ._model import EntryForUpdate, Item, ItemChange, ItemIntent, SchedulerOptions
 from .exceptions import ErrorKind
 
@@ -29,6 +31,21 @@ MAX_ERROR_BACKOFF = timedelta(hours=6)
 
 #: A server's Retry-After is honoured up to this long.
 MAX_RETRY_AFTER = timedelta(days=1)
+
+
+def body_fingerprint(content: bytes, url: str, content_type: str | None) -> str:
+    """What a document's parse depends on, hashed: the bytes, the URL relative links
+    resolve against, the declared charset (in the Content-Type) and this version of
+    feedwatch (an upgrade may parse differently, so it parses everything once more).
+
+    A 200 whose fingerprint equals the stored one repeats the document already
+    handled: it is not parsed again (many servers send no validators, so they
+    never answer 304).
+    """
+    digest = hashlib.sha256(content)
+    for part in (url, content_type or "", __version__):
+        digest.update(b"\0" + part.encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def decide_items(items: Iterable[Item], stored: Mapping[str, EntryForUpdate]) -> list[ItemIntent]:

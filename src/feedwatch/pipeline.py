@@ -46,7 +46,15 @@ from ._model import (
     SchedulerOptions,
     SubscriberSpec,
 )
-from .decide import NextPoll, Outcome, ServerHints, decide_items, schedule_next, server_hints
+from .decide import (
+    NextPoll,
+    Outcome,
+    ServerHints,
+    body_fingerprint,
+    decide_items,
+    schedule_next,
+    server_hints,
+)
 from .exceptions import ErrorKind, FeedError, FetchError, ParseError, StorageError
 from .fetch import Fetcher
 from .outbox import plan_deliveries
@@ -73,6 +81,8 @@ class _Fetched:
     polled_at: datetime
     result: FetchResult
     prepared: Prepared | None
+    #: The fingerprint of the 200 body that was prepared (None for a 304).
+    body_hash: str | None = None
     done: asyncio.Future[PollResult] | None = None
 
     def resolve(self, result: PollResult) -> None:
@@ -175,6 +185,20 @@ class Pipeline:
         )
         if fetched.not_modified:
             return await self._write(_Fetched(feed, polled_at, fetched, None))
+        body_hash = body_fingerprint(
+            fetched.content, fetched.final_url, fetched.headers.get("content-type")
+        )
+        if body_hash == feed.body_hash:
+            # The very document handled last time: the same items, or the same error.
+            if feed.body_error is not None:
+                return self._record_error(
+                    feed,
+                    polled_at,
+                    ParseError(feed.body_error, url=fetched.final_url),
+                    http_status=fetched.status,
+                    body=(body_hash, feed.body_error),
+                )
+            return await self._write(_Fetched(feed, polled_at, replace(fetched, content=b""), None))
         try:
             prepared = await self._prepare(
                 PrepareJob(
@@ -187,11 +211,15 @@ class Pipeline:
                 )
             )
         except ParseError as exc:
-            return self._record_error(feed, polled_at, exc, http_status=fetched.status)
+            return self._record_error(
+                feed, polled_at, exc, http_status=fetched.status, body=(body_hash, exc.message)
+            )
         for warning in prepared.warnings:
             event(log, logging.WARNING, "parse warning", feed=feed.name, warning=warning)
         # The body is in the items now: do not hold it while waiting for the writer.
-        return await self._write(_Fetched(feed, polled_at, replace(fetched, content=b""), prepared))
+        return await self._write(
+            _Fetched(feed, polled_at, replace(fetched, content=b""), prepared, body_hash)
+        )
 
     # ------------------------------------------------------------------ the writer
 
@@ -278,17 +306,20 @@ class Pipeline:
             fetched.prepared,
         )
         if prepared is None:
-            # A 304 repeats the document we hold: its <ttl> still counts.
+            # A 304, or a 200 with the body handled last time, repeats the document
+            # we hold: its <ttl> still counts, and nothing in it is new. A 200 is
+            # still an "ok" poll (its validators replace the stored ones).
             hints = server_hints(result.headers, feed.ttl_minutes, polled_at)
             return FeedUpdateIntent(
                 feed_id=feed.id,
                 lease_token=feed.lease_token,
                 polled_at=polled_at,
-                status=PollStatus.NOT_MODIFIED,
+                status=PollStatus.NOT_MODIFIED if result.not_modified else PollStatus.OK,
                 next_poll_at=self._next(feed, polled_at, Outcome.OK, hints=hints).at,
                 moved_to=result.permanent_redirect,
                 etag=result.etag,
                 last_modified=result.last_modified,
+                ttl_minutes=feed.ttl_minutes,
                 http_status=result.status,
             )
         intents = decide_items(prepared.items, stored)
@@ -309,6 +340,7 @@ class Pipeline:
             last_modified=result.last_modified,
             feed_title=prepared.title,
             http_status=result.status,
+            body_hash=fetched.body_hash,
             items=tuple(intents),
             alerts=tuple(alerts),
             deliveries=plan_deliveries(self._subscribers, feed.name, feed.tags, alerts, polled_at),
@@ -320,7 +352,10 @@ class Pipeline:
         polled_at: datetime,
         exc: FeedError,
         http_status: int | None = None,
+        body: tuple[str, str] | None = None,
     ) -> PollResult:
+        """Record a failed poll; ``body``: the fingerprint of a document that could
+        not be parsed, and why (so that the same body is not parsed again)."""
         status = exc.status if isinstance(exc, FetchError) else http_status
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
         if status in (429, 503):
@@ -363,6 +398,8 @@ class Pipeline:
                     error_kind=exc.kind,
                     error_message=exc.message,
                     http_status=status,
+                    body_hash=body[0] if body is not None else None,
+                    body_error=body[1] if body is not None else None,
                 )
             )
         except Exception as store_exc:
@@ -421,7 +458,8 @@ def _alerts(intents: Sequence[ItemIntent], prepared: Prepared) -> list[AlertInte
 def _poll_result(fetched: _Fetched, committed: CommitResult) -> PollResult:
     feed, prepared = fetched.feed, fetched.prepared
     if prepared is None:
-        return PollResult(feed.name, feed.url, PollStatus.NOT_MODIFIED.value, http_status=304)
+        status = PollStatus.NOT_MODIFIED if fetched.result.not_modified else PollStatus.OK
+        return PollResult(feed.name, feed.url, status.value, http_status=fetched.result.status)
     return PollResult(
         feed=feed.name,
         url=feed.url,

@@ -8,7 +8,7 @@ loop only fetches and the main process only writes.
 Every item of the document is matched, not only the new ones: what is new is
 decided later against the database (``decide``), and the pipeline keeps the
 matches of new and updated items only. Documents that did not change are never
-sent here at all (a 304 skips this stage).
+sent here at all (a 304, or a 200 repeating the body handled last time, skips this stage).
 
 It does NOT decide what is new, does not store, and does not know subscribers.
 """

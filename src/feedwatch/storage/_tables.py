@@ -140,6 +140,10 @@ class FeedRow(_Table, table=True):
     fetch_url: str | None = _col(Text)
     #: RSS <ttl> of the last document fetched, minutes (a 304 repeats that document).
     ttl_minutes: int | None = _col(Integer)
+    #: Fingerprint of the last document parsed (or that failed to parse), so that a
+    #: 200 repeating it is not parsed again; ``body_error``: why it failed, if it did.
+    body_hash: str | None = _col(Text)
+    body_error: str | None = _col(Text)
 
 
 class ItemRow(_Table, table=True):
