@@ -291,6 +291,31 @@ def test_sync_config_rejects_duplicate_names(storage: StorageType) -> None:
 # ---------------------------------------------------------------------- commit_feed
 
 
+def test_items_another_writer_stored_first_are_not_counted_or_alerted(
+    storage: StorageType,
+) -> None:
+    """Some of a poll's new items were stored meanwhile (another process): only the
+    others are inserted and counted; every alert links the right item, once."""
+    sync(storage, [FeedSpec("a", "https://a"), FeedSpec("b", "https://b")], [RuleSpec("r", "x")])
+    fa, fb = feed_id(storage, "a"), feed_id(storage, "b")
+    storage.commit_feed(intent(fa, items=(new(make_item("k1")),)))
+    storage.commit_feed(intent(fb, items=(new(make_item("k2")),)))  # same key, other feed
+
+    result = storage.commit_feed(
+        intent(
+            fa,
+            items=tuple(new(make_item(k)) for k in ("k0", "k1", "k2", "k3")),
+            alerts=tuple(AlertIntent("r", k) for k in ("k0", "k1", "k2", "k3")),
+        )
+    )
+
+    assert (result.new_items, result.new_alerts) == (3, 4)
+    alerted = sorted((a.feed, a.item_id) for a in storage.list_alerts())
+    assert alerted == sorted(("a", i.id) for i in storage.list_items("a"))
+    assert sorted(i.entry_key for i in storage.list_items("a")) == ["k0", "k1", "k2", "k3"]
+    assert [i.entry_key for i in storage.list_items("b")] == ["k2"]
+
+
 def test_commit_writes_items_and_alerts_once(storage: StorageType) -> None:
     sync(storage, [FeedSpec("a", "https://a")], [RuleSpec("r1", "x"), RuleSpec("r2", "y")])
     fid = feed_id(storage, "a")

@@ -1773,7 +1773,7 @@ _ITEM_COLUMNS = (
 _SQLITE_INSERT_ITEM = (
     f"INSERT INTO items ({', '.join(_ITEM_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_ITEM_COLUMNS))}) "
-    "ON CONFLICT (feed_id, entry_key) DO NOTHING RETURNING id"
+    "ON CONFLICT (feed_id, entry_key) DO NOTHING"
 )
 
 
@@ -1803,46 +1803,56 @@ def _sqlite_insert_items(
     """Insert new items through the sqlite3 cursor of the open transaction.
 
     The hot path of a poll: SQLAlchemy's bind processing and statement caching
-    cost about ten times what SQLite itself does per row. Each row is one
-    ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (sqlite3's executemany
-    returns no rows), so the ids are those of the rows really inserted.
+    cost about ten times what SQLite itself does per row. One ``executemany`` of
+    ``INSERT ... ON CONFLICT DO NOTHING``; the ids of the rows really inserted are
+    then read back as those above the largest id before it: the transaction holds
+    SQLite's write lock, and SQLite gives a new row an id above every id in the
+    table (until ids run out at 2**63, where the count check below fails loudly).
     """
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     when = _sqlite_datetime
     polled = when(polled_at)
-    new_ids: dict[str, int] = {}
+    dumps = json.dumps
+    rows = [
+        (
+            feed_id,
+            item.entry_key,
+            item.guid,
+            item.url,
+            item.canonical_url,
+            item.title,
+            item.content_html,
+            item.content_text,
+            item.author,
+            when(item.published),
+            when(item.updated),
+            polled if item.first_seen == polled_at else when(item.first_seen),
+            polled,
+            polled if item.sort_at == polled_at else when(item.sort_at),
+            dumps(list(item.tags)),
+            item.language,
+            item.content_hash,
+            change.hash_changes,
+        )
+        for change in changes
+        for item in (change.item,)
+    ]
     try:
-        for change in changes:
-            item = change.item
-            inserted = cursor.execute(
-                _SQLITE_INSERT_ITEM,
-                (
-                    feed_id,
-                    item.entry_key,
-                    item.guid,
-                    item.url,
-                    item.canonical_url,
-                    item.title,
-                    item.content_html,
-                    item.content_text,
-                    item.author,
-                    when(item.published),
-                    when(item.updated),
-                    polled if item.first_seen == polled_at else when(item.first_seen),
-                    polled,
-                    polled if item.sort_at == polled_at else when(item.sort_at),
-                    json.dumps(list(item.tags)),
-                    item.language,
-                    item.content_hash,
-                    change.hash_changes,
-                ),
-            ).fetchone()
-            if inserted is not None:
-                new_ids[item.entry_key] = inserted[0]
+        (before,) = cursor.execute("SELECT coalesce(max(id), 0) FROM items").fetchone()
+        cursor.executemany(_SQLITE_INSERT_ITEM, rows)
+        inserted = cursor.rowcount
+        new_ids: dict[str, int] = {
+            key: item_id
+            for item_id, key in cursor.execute(
+                "SELECT id, entry_key FROM items WHERE id > ? AND feed_id = ?", (before, feed_id)
+            )
+        }
     except sqlite3.Error as exc:
         raise StorageError(f"inserting items failed: {exc}") from exc
     finally:
         cursor.close()
+    if len(new_ids) != inserted:  # pragma: no cover - ids ran out (2**63 rows)
+        raise StorageError(f"inserting items failed: {inserted} rows, {len(new_ids)} found")
     return new_ids
 
 
