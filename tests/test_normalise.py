@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from feedwatch._html import html_to_text, sanitize_html, strip_control_chars, text_to_html
@@ -502,7 +503,9 @@ def test_naive_now_is_taken_as_utc() -> None:
 
 _URL_PIECES = st.fixed_dictionaries(
     {
-        "scheme": st.sampled_from(["http", "https", "HTTP", "Https", "ftp", "javascript"]),
+        "scheme": st.sampled_from(
+            ["http", "https", "HTTP", "Https", "ftp", "javascript", "httpſ", "HTTPK"]
+        ),
         "host": st.sampled_from(
             [
                 "example.org",
@@ -515,7 +518,7 @@ _URL_PIECES = st.fixed_dictionaries(
             ]
         ),
         "port": st.sampled_from(["", ":80", ":443", ":8080", ":99999", ":x"]),
-        "path": st.text(alphabet="/abcAZ09-._~!$&'()*+,;=:@%20 é\\#", max_size=12),
+        "path": st.text(alphabet="/abcAZ09-._~!$&'()*+,;=:@%20 é\\#ſK", max_size=12),
         "query": st.one_of(
             st.just(""),
             st.lists(
@@ -529,6 +532,22 @@ _URL_PIECES = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        # Characters that fold to ASCII letters under Unicode case folding are not
+        # ASCII: percent-encoded in a path; not a scheme (so a relative reference).
+        ("https://example.org/\u017f", "https://example.org/%C5%BF"),
+        ("https://example.org/\u212a", "https://example.org/%E2%84%AA"),
+        ("http\u017f://example.org/", "http://127.0.0.1/http%C5%BF:/example.org/"),
+    ],
+)
+def test_unicode_letters_that_fold_to_ascii_take_the_general_path(
+    link: str, expected: str | None
+) -> None:
+    assert normalise_link(link, "http://127.0.0.1/feed.xml") == expected
+
+
 @settings(max_examples=500, deadline=None)
 @given(_URL_PIECES)
 def test_simple_url_fast_paths_agree_with_the_general_ones(p: dict[str, str]) -> None:
@@ -538,3 +557,175 @@ def test_simple_url_fast_paths_agree_with_the_general_ones(p: dict[str, str]) ->
     base = "http://127.0.0.1/feed.xml"
     assert normalise_link(url, base) == _normalise_link(url, base)
     assert canonicalise_url(url) == _canonicalise_url(url)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(_URL_PIECES, st.none()))
+def test_link_and_canonical_agree_with_the_two_functions(p: dict[str, str] | None) -> None:
+    from feedwatch.normalise import _link_and_canonical
+
+    link = None if p is None else f"{p['scheme']}://{p['host']}{p['port']}{p['path']}{p['query']}"
+    base = "http://127.0.0.1/feed.xml"
+    url = normalise_link(link, base)
+    assert _link_and_canonical(link, base) == (url, canonicalise_url(url) if url else None)
+
+
+# ------------------------------------------------------------------ text and hash fast paths
+
+_SPECIAL = [
+    '"',
+    "\\",
+    "\n",
+    "\t",
+    "\r",
+    "\x00",
+    "\x1f",
+    "\x7f",
+    "\x85",
+    "\xa0",
+    "\u2028",
+    "é",
+    "😀",
+]
+#: Text json.dumps and UTF-8 take (no lone surrogates), with what JSON escapes.
+_JSON_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(_SPECIAL), st.characters(exclude_categories=("Cs",), max_codepoint=0x7F)
+    ),
+    max_size=30,
+)
+
+
+def _dumps(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.none(), _JSON_TEXT, st.text(max_size=30).filter(lambda t: t.isprintable())))
+@example('a "b" \\ c\nd')
+@example("\n\x01")
+def test_json_of_strings_is_that_of_json_dumps(value: str | None) -> None:
+    from feedwatch.normalise import _json_utf8, _json_value
+
+    assert _json_value(value) == _dumps(value)
+    if value is not None:
+        assert _json_utf8(value) == _dumps(value).encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    title=_JSON_TEXT,
+    content=_JSON_TEXT,
+    url=st.one_of(st.none(), _JSON_TEXT),
+    author=st.one_of(st.none(), _JSON_TEXT),
+    published=st.one_of(st.none(), st.just("2024-05-10T12:00:00+00:00")),
+    tags=st.lists(_JSON_TEXT, max_size=3).map(tuple),
+)
+def test_hashes_are_those_of_json_dumps(
+    title: str,
+    content: str,
+    url: str | None,
+    author: str | None,
+    published: str | None,
+    tags: tuple[str, ...],
+) -> None:
+    from feedwatch.normalise import _content_hash, _hash_key, _sha256, _short_key
+
+    fields = {
+        "title": title,
+        "content": content,
+        "url": url,
+        "author": author,
+        "published": published,
+        "tags": list(tags),
+    }
+    digest = hashlib.sha256(_dumps(fields).encode()).hexdigest()
+    assert _sha256(fields) == digest
+    assert (
+        _content_hash(
+            title=title, content=content, url=url, author=author, published=published, tags=tags
+        )
+        == digest
+    )
+    key = "h:" + hashlib.sha256(_dumps([url, title, published]).encode()).hexdigest()
+    assert _hash_key(url, title, published) == key
+    long_key = title + "x" * 600
+    assert _short_key(long_key) == "h:" + hashlib.sha256(_dumps(long_key).encode()).hexdigest()
+
+
+def test_keys_and_hashes_are_those_stored_before() -> None:
+    # Computed by the code before its fast paths: items stored then must not
+    # look updated now.
+    items = _items(
+        ParsedEntry(
+            guid="g-1",
+            link="https://example.com/a?utm_source=x&b=1",
+            title='Say "hi" \\ <there>',
+            content=(
+                '<p>Line one</p>\n<p>Line\ttwo &amp; "three" \\ é 😀</p>'
+                "<table><tr><td>a</td><td>b</td></tr></table>"
+            ),
+            author="Ann\u2028Author",
+            published=datetime(2024, 5, 1, 15, 0, tzinfo=timezone(timedelta(hours=3))),
+            categories=("Économie", "x  y"),
+        ),
+        ParsedEntry(
+            title="Only a title",
+            published=datetime(2024, 5, 10, 12, 0, 30, 123456, tzinfo=UTC),
+            summary="plain\ttext\r\nand more",
+        ),
+        ParsedEntry(link="/relative/путь?q=1", content_text='as  is\n\tkept "q"', guid="x" * 600),
+    )
+
+    assert [(i.entry_key, i.content_hash) for i in items] == [
+        ("g-1", "6d067731dc0be0a2fc70bfe83477a1496940d06f00e2a9d0a5fb04eb905a9cd5"),
+        (
+            "h:8fba5231b3b5a71f3e7b64cdff84ee2886dbbd7c43eca73f60cd75475bd46760",
+            "896bd700575865d5e9050f4fdaf92af62a15f289dc233f0202554a0e51f4fc39",
+        ),
+        (
+            "h:95ec2d7c00ae130a5fd2d5f8cb3d9f2d00924f71aa3c119906669bf0af1c7256",
+            "139ace2f017d561e2088047447a5e18c85142ad1d7b88509a23131763f7feb9f",
+        ),
+    ]
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from([" ", "\n", "\t", "\xa0", "\u2028", "\x00", "\r", "a", "é"]),
+        max_size=20,
+    )
+)
+def test_one_line_agrees_with_the_regex(text: str) -> None:
+    from feedwatch.normalise import _one_line
+
+    assert _one_line(text) == re.sub(r"\s+", " ", strip_control_chars(text)).strip()
+
+
+def test_entry_languages_are_read_once_per_value() -> None:
+    languages = ["EN", "not valid!", None, "EN", "not valid!", "", "fr_FR"]
+    items = _items(
+        *(ParsedEntry(guid=str(i), language=lang) for i, lang in enumerate(languages)),
+        language="de",
+    )
+
+    assert [i.language for i in items] == ["en", "de", "de", "en", "de", "de", "fr-fr"]
+
+
+def test_entries_keyed_by_their_hash_alone() -> None:
+    published = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+    first = ParsedEntry(title="t", published=published, content="<p>a</p>")
+    feed = ParsedFeed(
+        format="rss20",
+        entries=(first, first, replace(first, content="<p>b</p>"), replace(first, title="u")),
+    )
+
+    items, warnings = normalise_entries(feed, feed_url=FEED_URL, now=NOW)
+
+    assert [i.title for i in items] == ["t", "u"]
+    assert all(i.entry_key.startswith("h:") for i in items)
+    assert warnings == [
+        "entry 1 skipped: exact duplicate of an earlier entry",
+        "entry 2 skipped: same guid, link, title and date as an earlier entry",
+    ]

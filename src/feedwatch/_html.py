@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 
 import nh3
 
 __all__ = [
+    "html_sanitizer",
     "html_to_text",
     "sanitize_email_html",
     "sanitize_html",
@@ -41,13 +43,38 @@ _ASTRAL_NONCHAR_RE = re.compile(
 )
 
 
+# What _CONTROL_RE matches in ASCII, for bytes.translate (much faster than re).
+_ASCII_CONTROLS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])
+# From this length on, ASCII text is checked as bytes even when it is printable:
+# cheaper than str.isprintable() on long text, dearer on short.
+_LONG_ASCII = 64
+
+
 def strip_control_chars(s: str) -> str:
     """Remove control characters, lone surrogates and non-characters; keep ``\\t`` and ``\\n``.
 
     ``\\r\\n`` and lone ``\\r`` become ``\\n``.
     """
-    if s.isprintable():
-        return s  # nothing to remove: every character removed below is non-printable
+    # Fast paths, each giving what _strip_control_chars_general(s) gives (tests
+    # compare them). Printable text has nothing to remove: every character
+    # removed is non-printable, and so is "\r".
+    if (len(s) < _LONG_ASCII or not s.isascii()) and s.isprintable():
+        return s
+    if s.isascii():
+        if "\r" in s:
+            s = s.replace("\r\n", "\n").replace("\r", "\n")
+        data = s.encode("ascii")
+        kept = data.translate(None, _ASCII_CONTROLS)
+        return s if len(kept) == len(data) else kept.decode("ascii")
+    # Most text is not printable only for its line breaks and tabs, which stay:
+    # with them made spaces, printable text has nothing to remove either.
+    if s.replace("\n", " ").replace("\t", " ").isprintable():
+        return s
+    return _strip_control_chars_general(s)
+
+
+def _strip_control_chars_general(s: str) -> str:
+    """What strip_control_chars does, for any text (slower)."""
     if "\r" in s:
         s = s.replace("\r\n", "\n").replace("\r", "\n")
     s = _CONTROL_RE.sub("", s)
@@ -185,15 +212,31 @@ def sanitize_html(html_text: str, base_url: str | None) -> str:
     to http, https and mailto; links get ``rel="noopener noreferrer"``. Script,
     style, iframes, forms and event handlers never survive.
     """
-    text = strip_control_chars(html_text)
-    if not text.strip():
-        return ""
-    try:
-        cleaner = _cleaner(base_url)
-    except ValueError:  # a base URL nh3 cannot parse: relative URLs are dropped
-        cleaner = _cleaner(None)
-    # Character references such as &#1; can come back as raw controls.
-    return strip_control_chars(cleaner.clean(text))
+    return html_sanitizer(base_url)(html_text)
+
+
+def html_sanitizer(base_url: str | None) -> Callable[[str], str]:
+    """``sanitize_html`` with ``base_url`` fixed, for many fragments with the same base.
+
+    ``html_sanitizer(base)(text) == sanitize_html(text, base)``; the cleaner for
+    the base is looked up once, not once per fragment.
+    """
+    cleaner: nh3.Cleaner | None = None
+
+    def sanitize(html_text: str) -> str:
+        nonlocal cleaner
+        text = strip_control_chars(html_text)
+        if not text or text.isspace():  # what strip() would leave empty, without a copy
+            return ""
+        if cleaner is None:
+            try:
+                cleaner = _cleaner(base_url)
+            except ValueError:  # a base URL nh3 cannot parse: relative URLs are dropped
+                cleaner = _cleaner(None)
+        # Character references such as &#1; can come back as raw controls.
+        return strip_control_chars(cleaner.clean(text))
+
+    return sanitize
 
 
 # For messages feedwatch writes itself (alert emails): structure and emphasis
@@ -324,13 +367,68 @@ _SPACED_TAG_RE = _tags_re(_SPACED)
 _ANY_TAG_RE = re.compile(r"</?[A-Za-z][^\s/>]*" + _ATTRIBUTES)
 
 
+# A tag as nh3 writes it: a lower-case name, then attributes each with a value in
+# double quotes that holds no "<", ">" or '"' (nh3 writes them as references).
+_NH3_TAG_RE = re.compile(r"""</?([a-z][a-z0-9]*)(?![^\s/>])[^<>"']*(?:"[^<>"]*"[^<>"']*)*>""")
+
+
+class _TagText(dict[str, str]):
+    """What the three passes replace a tag with, by the tag's name."""
+
+    def __missing__(self, name: str) -> str:
+        return ""
+
+
+_TAG_TEXT = _TagText(
+    {name: "" for name in _ALLOWED_TAGS}
+    | {name: "\n" for name in _BLOCK}
+    | {name: " " for name in _SPACED}
+)
+
+
+def _strip_tags(text: str) -> str:
+    """Every tag replaced: a line break for blocks, a space for cells, else nothing.
+
+    What _BLOCK_TAG_RE, _SPACED_TAG_RE and _ANY_TAG_RE make of ``text``, in one
+    pass where the text is made of tags as nh3 writes them (_NH3_TAG_RE) and
+    text without "<" or ">", as nh3's output is. Then each of the three
+    patterns can match only at the "<" of such a tag, it matches there exactly
+    when the name is one of its names (the name is all lower-case ASCII letters
+    and digits, and what follows is a space, "/" or ">"), and the match is the
+    whole tag: the quoted values hold no quote of the other kind that would
+    matter and no ">", so the match ends at the tag's ">". A replacement holds
+    no "<" or ">", so the later passes see the other tags unchanged.
+    """
+    parts = _NH3_TAG_RE.split(text)  # text, tag name, text, tag name, ..., text
+    parts[1::2] = map(_TAG_TEXT.__getitem__, parts[1::2])
+    stripped = "".join(parts)
+    # The replacements hold no "<" or ">": any left were outside the tags taken.
+    if "<" not in stripped and ">" not in stripped:
+        return stripped
+    return _strip_tags_general(text)
+
+
+def _strip_tags_general(text: str) -> str:
+    """What _strip_tags does, for any text (slower)."""
+    text = _BLOCK_TAG_RE.sub("\n", text)
+    text = _SPACED_TAG_RE.sub(" ", text)
+    return _ANY_TAG_RE.sub("", text)
+
+
 def _collapse(text: str) -> str:
     """Runs of whitespace within a line become one space; blank lines go."""
     # str.split() and re's \s agree on what whitespace is; this is several times
     # faster than a regex substitution over the text.
-    return "\n".join(
-        [" ".join(line.split()) for line in text.split("\n") if line and not line.isspace()]
-    )
+    lines = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        # A printable line has no whitespace but " ": without "  " in it, at most
+        # a space at either end is to go, and strip() is cheaper than split().
+        line = line.strip() if "  " not in line and line.isprintable() else " ".join(line.split())
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def sanitized_html_to_text(html_text: str) -> str:
@@ -343,9 +441,7 @@ def sanitized_html_to_text(html_text: str) -> str:
     """
     text = html_text
     if "<" in text:
-        text = _BLOCK_TAG_RE.sub("\n", text)
-        text = _SPACED_TAG_RE.sub(" ", text)
-        text = _ANY_TAG_RE.sub("", text)
+        text = _strip_tags(text)
     if "&" in text:
         # nh3's serialiser writes only these five references (everything else as
         # the character itself); "&amp;" goes last so that "&amp;lt;" stays "&lt;".

@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit, urlunsplit
 
 from ._html import (
+    html_sanitizer,
     html_to_text,
-    sanitize_html,
     sanitized_html_to_text,
     strip_control_chars,
     text_to_html,
@@ -100,7 +99,8 @@ def _clean_url_text(url: str) -> str:
 _SIMPLE_URL_RE = re.compile(
     r"(https?)://([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)"
     r"(/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*)?(?:\?([A-Za-z0-9\-._~!$&'()*+,;=:@/?%]+))?",
-    re.IGNORECASE,
+    # ASCII: under full Unicode case folding [A-Za-z] would also take "ſ" and "K".
+    re.IGNORECASE | re.ASCII,
 )
 
 
@@ -118,6 +118,31 @@ def normalise_link(link: str | None, base: str) -> str | None:
         scheme = simple.group(1)
         return scheme.lower() + link[len(scheme) :]
     return _normalise_link(link, base)
+
+
+def _link_and_canonical(link: str | None, base: str) -> tuple[str | None, str | None]:
+    """``(url, canonicalise_url(url))`` for ``url = normalise_link(link, base)``.
+
+    A simple URL is matched once for both (``canonicalise_url`` would match the
+    normalised link again, with the same groups: it differs only in the case of
+    the scheme, and the pattern ignores case).
+    """
+    if link is None:
+        return None, None
+    simple = _SIMPLE_URL_RE.fullmatch(link)
+    if simple is None:
+        url = _normalise_link(link, base)
+        return url, (canonicalise_url(url) if url else None)
+    scheme, host, path, query = simple.groups()
+    url = scheme.lower() + link[len(scheme) :]
+    if "%" in link:
+        return url, _canonicalise_url(url)
+    return url, _simple_canonical(scheme, host, path, query)
+
+
+def _simple_canonical(scheme: str, host: str, path: str | None, query: str | None) -> str:
+    query = "&".join(p for p in (query or "").split("&") if p and not _is_tracking(p))
+    return f"{scheme.lower()}://{host.lower()}{path or '/'}" + (f"?{query}" if query else "")
 
 
 def _normalise_link(link: str, base: str) -> str | None:
@@ -179,9 +204,7 @@ def canonicalise_url(url: str) -> str:
     """
     simple = _SIMPLE_URL_RE.fullmatch(url)
     if simple is not None and "%" not in url:
-        scheme, host, path, query = simple.groups()
-        query = "&".join(p for p in (query or "").split("&") if p and not _is_tracking(p))
-        return f"{scheme.lower()}://{host.lower()}{path or '/'}" + (f"?{query}" if query else "")
+        return _simple_canonical(*simple.groups())
     return _canonicalise_url(url)
 
 
@@ -212,12 +235,16 @@ def _canonicalise_url(url: str) -> str:
 
 # --------------------------------------------------------------------------- text
 
-_WHITESPACE_RE = re.compile(r"\s+")
 _LANGUAGE_RE = re.compile(r"^[a-z]{1,8}(-[a-z0-9]{1,8})*$")
 
 
 def _one_line(text: str) -> str:
-    return _WHITESPACE_RE.sub(" ", strip_control_chars(text)).strip()
+    """The words of ``text`` (control characters removed) on one line, one space apart.
+
+    The same as replacing each run of ``\\s`` by a space and stripping: re's
+    ``\\s`` and str.split() agree on what whitespace is (a test checks).
+    """
+    return " ".join(strip_control_chars(text).split())
 
 
 def _optional_line(text: str | None) -> str | None:
@@ -248,20 +275,23 @@ def _language(value: str | None) -> str | None:
     return tag if _LANGUAGE_RE.match(tag) else None
 
 
-def _content(entry: ParsedEntry, base: str) -> tuple[str, str]:
-    """(sanitised HTML, plain text): content, else plain-text content, else summary."""
+def _content(entry: ParsedEntry, sanitize: Callable[[str], str]) -> tuple[str, str]:
+    """(sanitised HTML, plain text): content, else plain-text content, else summary.
+
+    ``sanitize`` is ``html_sanitizer(feed_url)``.
+    """
     if entry.content:
-        content_html = sanitize_html(entry.content, base)
+        content_html = sanitize(entry.content)
         if entry.content_text:
             return content_html, strip_control_chars(entry.content_text).strip()
         # The text of what is displayed: what the sanitiser dropped (a script,
         # an iframe's fallback) must not match rules.
         return content_html, sanitized_html_to_text(content_html)
     if entry.content_text:
-        content_html = sanitize_html(text_to_html(entry.content_text), base)
+        content_html = sanitize(text_to_html(entry.content_text))
         return content_html, strip_control_chars(entry.content_text).strip()
     if entry.summary:
-        content_html = sanitize_html(entry.summary, base)
+        content_html = sanitize(entry.summary)
         return content_html, sanitized_html_to_text(content_html)
     return "", ""
 
@@ -286,99 +316,99 @@ def _sha256(data: object) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# What json.dumps(..., ensure_ascii=False) writes for a string (the json module's
+# own function, the one its encoder calls). The hashes below build the JSON of
+# _sha256 themselves from it: json.dumps costs more in setting up than the
+# short strings hashed here cost to encode.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring
+
+
+def _json_value(value: str | None) -> str:
+    """``json.dumps(value)`` for a string or None (as in _sha256)."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _json_string(value)
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def _sha256_text(text: str) -> str:
+    """``_sha256(text)`` for a string."""
+    return hashlib.sha256(_json_string(text).encode("utf-8")).hexdigest()
+
+
+# The C0 controls but "\n", as UTF-8 bytes (every byte below 0x20 is one of them).
+_JSON_C0_BUT_NEWLINE = bytes(c for c in range(0x20) if c != 0x0A)
+
+
+def _json_utf8(text: str) -> bytes:
+    """``_json_string(text).encode("utf-8")``, faster for a long text.
+
+    json.dumps escapes only '"', "\\" and the C0 controls; for a text whose only
+    control is "\n" (most content), these three replacements are all of it
+    (each touches only characters of the text itself, never what an earlier
+    one wrote). In UTF-8 these characters are single bytes no other character
+    uses, so the replacements can be made on the bytes.
+    """
+    data = text.encode("utf-8")
+    if len(data.translate(None, _JSON_C0_BUT_NEWLINE)) != len(data):
+        return _json_string(text).encode("utf-8")
+    return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n") + b'"'
+
+
 def _short_key(key: str) -> str:
-    return key if len(key) <= MAX_KEY_LENGTH else HASH_PREFIX + _sha256(key)
+    return key if len(key) <= MAX_KEY_LENGTH else HASH_PREFIX + _sha256_text(key)
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _key_ladder(
-    guid: str | None, url: str | None, title: str, published: datetime | None
-) -> list[str]:
-    """The keys an entry may take, best first: guid, link, hash of (link, title, published)."""
-    ladder = [_short_key(k) for k in (guid, url) if k]
-    ladder.append(HASH_PREFIX + _sha256([url, title, _iso(published)]))
-    return ladder
+def _hash_key(url: str | None, title: str, published: str | None) -> str:
+    """The last key of the ladder: ``HASH_PREFIX + _sha256([url, title, published])``."""
+    canonical = f"[{_json_value(url)},{_json_value(title)},{_json_value(published)}]"
+    return HASH_PREFIX + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _content_hash(item_fields: dict[str, object]) -> str:
-    # Volatile fields (first_seen, sort_at, updated) stay out: a feed that only
-    # bumps a date must not look changed.
-    return _sha256(item_fields)
+def _content_hash(
+    *,
+    title: str,
+    content: str,
+    url: str | None,
+    author: str | None,
+    published: str | None,
+    tags: tuple[str, ...],
+) -> str:
+    """``_sha256`` of the fields that make an item different to a reader.
+
+    Text rather than HTML: markup-only churn (a rotating tracking pixel) is not
+    a change. Volatile fields (first_seen, sort_at, updated) stay out: a feed
+    that only bumps a date must not look changed. The JSON is that of
+    ``_sha256({"title": title, "content": content, ..., "tags": list(tags)})``:
+    keys in sorted order, no spaces.
+    """
+    if not isinstance(content, str):
+        return _sha256(
+            {
+                "title": title,
+                "content": content,
+                "url": url,
+                "author": author,
+                "published": published,
+                "tags": list(tags),
+            }
+        )
+    digest = hashlib.sha256(f'{{"author":{_json_value(author)},"content":'.encode())
+    digest.update(_json_utf8(content))
+    rest = (
+        f',"published":{_json_value(published)},"tags":[{",".join(map(_json_value, tags))}]'
+        f',"title":{_json_value(title)},"url":{_json_value(url)}}}'
+    )
+    digest.update(rest.encode("utf-8"))
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- entries
-
-
-@dataclass(frozen=True, slots=True)
-class _Fields:
-    """An entry's normalised fields, before it has a key."""
-
-    guid: str | None
-    url: str | None
-    canonical_url: str | None
-    title: str
-    content_html: str
-    content_text: str
-    author: str | None
-    published: datetime | None
-    updated: datetime | None
-    tags: tuple[str, ...]
-    language: str | None
-
-    def for_hash(self) -> dict[str, object]:
-        # The fields that make an item different to a reader. Text rather than
-        # HTML: markup-only churn (a rotating tracking pixel) is not a change.
-        return {
-            "title": self.title,
-            "content": self.content_text,
-            "url": self.url,
-            "author": self.author,
-            "published": _iso(self.published),
-            "tags": list(self.tags),
-        }
-
-    def to_item(self, key: str, content_hash: str, now: datetime) -> Item:
-        dated = self.published or self.updated
-        return Item(
-            entry_key=key,
-            guid=self.guid,
-            url=self.url,
-            canonical_url=self.canonical_url,
-            title=self.title,
-            content_html=self.content_html,
-            content_text=self.content_text,
-            author=self.author,
-            published=self.published,
-            updated=self.updated,
-            first_seen=now,
-            # Future dates (bad clocks, scheduled posts) must not pin an item to the top.
-            sort_at=min(dated, now) if dated is not None else now,
-            tags=self.tags,
-            language=self.language,
-            content_hash=content_hash,
-        )
-
-
-def _normalise_fields(entry: ParsedEntry, parsed: ParsedFeed, feed_url: str) -> _Fields:
-    url = normalise_link(entry.link, feed_url)
-    content_html, content_text = _content(entry, feed_url)
-    guid = strip_control_chars(entry.guid).strip() if entry.guid else None
-    return _Fields(
-        guid=guid or None,
-        url=url,
-        canonical_url=canonicalise_url(url) if url else None,
-        title=_title(entry),
-        content_html=content_html,
-        content_text=content_text,
-        author=_optional_line(entry.author),
-        published=_utc(entry.published),
-        updated=_utc(entry.updated),
-        tags=_tags(entry.categories),
-        language=_language(entry.language) or _language(parsed.language),
-    )
 
 
 def normalise_entries(
@@ -395,12 +425,30 @@ def normalise_entries(
     items: list[Item] = []
     warnings: list[str] = []
     taken: dict[str, str] = {}  # entry key -> content hash of the item that has it
+    # The same for every entry of the feed.
+    sanitize = html_sanitizer(feed_url)
+    feed_language = _language(parsed.language)
+    languages: dict[str, str | None] = {}  # entry language -> _language of it
     for index, entry in enumerate(parsed.entries):
-        item_fields = _normalise_fields(entry, parsed, feed_url)
-        content_hash = _content_hash(item_fields.for_hash())
-        ladder = _key_ladder(
-            item_fields.guid, item_fields.url, item_fields.title, item_fields.published
+        url, canonical_url = _link_and_canonical(entry.link, feed_url)
+        content_html, content_text = _content(entry, sanitize)
+        guid = (strip_control_chars(entry.guid).strip() or None) if entry.guid else None
+        title = _title(entry)
+        author = _optional_line(entry.author)
+        published = _utc(entry.published)
+        published_iso = _iso(published)
+        tags = _tags(entry.categories)
+        content_hash = _content_hash(
+            title=title,
+            content=content_text,
+            url=url,
+            author=author,
+            published=published_iso,
+            tags=tags,
         )
+        # The keys an entry may take, best first: guid, link, hash of (link, title,
+        # published). The hash is only computed when the others are taken.
+        ladder = [_short_key(k) for k in (guid, url) if k]
         key: str | None = None
         duplicate = False
         for candidate in ladder:
@@ -411,6 +459,14 @@ def normalise_entries(
             if holder == content_hash:
                 duplicate = True
                 break
+        else:
+            candidate = _hash_key(url, title, published_iso)
+            ladder.append(candidate)
+            holder = taken.get(candidate)
+            if holder is None:
+                key = candidate
+            elif holder == content_hash:
+                duplicate = True
         if duplicate:
             warnings.append(f"entry {index} skipped: exact duplicate of an earlier entry")
             continue
@@ -424,5 +480,32 @@ def normalise_entries(
                 f"entry {index}: key {ladder[0][:80]!r} repeated in the feed, keyed by {key[:80]!r}"
             )
         taken[key] = content_hash
-        items.append(item_fields.to_item(key, content_hash, now))
+        updated = _utc(entry.updated)
+        dated = published or updated
+        language = feed_language
+        if entry.language:  # entries mostly repeat one language (often the feed's)
+            language = languages.get(entry.language, "")
+            if language == "":
+                language = languages[entry.language] = _language(entry.language)
+            language = language or feed_language
+        items.append(
+            Item(
+                entry_key=key,
+                guid=guid,
+                url=url,
+                canonical_url=canonical_url,
+                title=title,
+                content_html=content_html,
+                content_text=content_text,
+                author=author,
+                published=published,
+                updated=updated,
+                first_seen=now,
+                # Future dates (bad clocks, scheduled posts) must not pin an item to the top.
+                sort_at=min(dated, now) if dated is not None else now,
+                tags=tags,
+                language=language,
+                content_hash=content_hash,
+            )
+        )
     return items, warnings
