@@ -25,19 +25,22 @@ Compiling (once per rule set):
 
 Matching one item:
 
-1. split each field on whitespace; each chunk (``"counter-terrorism,"``) is
-   looked up (C-level ``map``) in this rule set's cache for the item's language
-   profile, which holds the units its tokens and hyphen compounds satisfy (a new
-   chunk is tokenised through ``text``'s process-wide cache, then analysed once).
-   Adjacent chunks whose boundary tokens can join are checked against the
-   compound targets;
+1. split each field on whitespace; the distinct chunks (``"counter-terrorism,"``)
+   are looked up (C-level set operations) in this rule set's caches for the
+   item's language profile: a set of barren chunks (no unit, no compound start:
+   most words), and for the others the units their tokens and hyphen compounds
+   satisfy. A new chunk is first tried by the quick barren test (the first two
+   letters of each of its tokens, see ``RuleSet._quick_barren``), else analysed
+   once (tokenised through ``text``, stemmed). Adjacent chunks whose boundary
+   tokens can join are checked against the compound targets;
 2. the units present, plus the item's ``lang:`` and ``tag:`` units, select
    candidate rules from the index; a candidate whose other requirement groups
    are not all met is dropped without evaluation;
 3. only then, and only for the fields asked, character offsets (and token
-   positions, when a phrase or NEAR needs them) are computed for the
-   candidates' units, and the candidates evaluated in rule order; matched
-   positive leaves yield spans in the original text.
+   positions, when a phrase or NEAR has all its words in the field: the tokens
+   between the chunks with units are counted in the text, one regex search per
+   gap) are computed for the candidates' units, and the candidates evaluated in
+   rule order; matched positive leaves yield spans in the original text.
 
 Does NOT parse queries (``query``), fold text (``text``) or stem (``_stem``).
 """
@@ -47,10 +50,12 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import re
 import string
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any, Final, Protocol, TypeVar
 
@@ -82,8 +87,11 @@ from .text import (
     UserRegex,
     chunk_tokens,
     compile_regex,
+    count_tokens,
     fold_text,
+    fold_token,
     fold_word,
+    one_word,
     required_literals,
     script_of,
 )
@@ -128,6 +136,25 @@ _STEM_EXCEPTION_STARTS: Final[Mapping[str, frozenset[str]]] = {
     "english": frozenset(c + "y" for c in string.ascii_lowercase + string.digits),
     "german": frozenset({"ae", "oe", "ue"}),
 }
+#: Snowball stemmers for Cyrillic whose stem of a word (``ё`` read as ``е``) is
+#: always a prefix of it: the Russian one only removes endings. Checked over real
+#: and random words by tests/test_rules_quick.py. Not in the list: Serbian.
+_SUFFIX_ONLY_CYRILLIC_STEMMERS: Final = frozenset({"russian"})
+#: The Cyrillic letters a quickly decided chunk may contain: a token of them folds
+#: letter by letter (lower case, ``ё`` -> ``е``).
+_QUICK_CYRILLIC: Final = "А-Яа-яЁё"
+#: Non-ASCII punctuation often inside or around words ("it’s", "war—and", "«Да»"):
+#: no character of it is part of a token (checked by tests/test_rules_quick.py),
+#: so for the quick decision it separates tokens like an ASCII space.
+_QUICK_PUNCTUATION: Final = (
+    "\u00ab\u00bb\u2018\u2019\u201a\u201b\u201c\u201d\u201e\u201f\u2039\u203a"
+    "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2026\u2022\u00b7\u2032\u2033"
+    "\u00a9\u00ae\u2122\u00b0\u20ac\u00a3\u00a7\u2116"
+)
+_QUICK_TABLE: Final = str.maketrans(dict.fromkeys(_QUICK_PUNCTUATION, " "))
+#: Characters that are never part of a token: a chunk starting with one has no
+#: first token to end a compound with.
+_NOT_IN_TOKENS: Final = frozenset(EDGE_PUNCTUATION + _QUICK_PUNCTUATION)
 #: Build the named tuples without their Python-level ``__new__`` (half the cost).
 _span: Final = functools.partial(tuple.__new__, Span)
 _rule_match: Final = functools.partial(tuple.__new__, RuleMatch)
@@ -212,6 +239,7 @@ class _Ctx(Protocol):
     present: set[int]
 
     def postings(self, field: int) -> dict[int, list[Posting]]: ...
+    def units_in(self, field: int) -> set[int] | frozenset[int]: ...
     def may_have(self, field: int, units: Group) -> bool: ...
     def folded(self, field: int) -> FoldedText: ...
     def langs(self) -> frozenset[str]: ...
@@ -303,21 +331,24 @@ class _Seq(_Positional):
         if hit is not None:
             return hit
         out: list[Occ] = []
+        single = self.single
         for field in self.fields:
-            postings = ctx.postings(field)
-            if not postings:
-                continue
-            if self.single >= 0:
-                found = postings.get(self.single)
-                if found:
+            # A unit has postings in a field exactly when the field satisfies it:
+            # fields without a whole alternative are skipped before any postings.
+            have = ctx.units_in(field)
+            if single >= 0:
+                if single in have:
+                    found = ctx.postings(field)[single]
                     out += [(field, p0, p1, ((s, e),)) for p0, p1, s, e in found]
                 continue
+            alts = [alt for alt in self.alts if have.issuperset(alt)]
+            if not alts:
+                continue
+            postings = ctx.postings(field)
             seen: set[tuple[int, int]] = set()
-            for alt in self.alts:
-                lists = [postings.get(u) for u in alt]
-                if not all(lists):
-                    continue
-                for occ in _join(field, lists, self.slop):  # type: ignore[arg-type]
+            for alt in alts:
+                lists = [postings[u] for u in alt]
+                for occ in _join(field, lists, self.slop):
                     key = (occ[1], occ[2])
                     if key not in seen:
                         seen.add(key)
@@ -732,19 +763,18 @@ class _Lang:
         "chunks",
         "compounds",
         "lasts",
-        "ntok",
         "quick",
+        "quick_cyrillic",
+        "quick_re",
         "tokens",
         "units",
     )
 
     def __init__(self, profile: Profile) -> None:
         self.by_script = dict(profile)
-        #: Every chunk analysed.
+        #: Every chunk analysed that is not barren (or ends a compound).
         self.chunks: dict[str, _Chunk] = {}
-        #: Chunk -> number of tokens.
-        self.ntok: dict[str, int] = {}
-        #: Chunk -> the units satisfied in it (empty for most; every chunk analysed).
+        #: Chunk -> the units satisfied in it (for every chunk in ``chunks``).
         self.units: dict[str, frozenset[int]] = {}
         #: Chunk -> its last token (folded, start) when that may start a compound.
         self.lasts: dict[str, tuple[Folded, int]] = {}
@@ -755,9 +785,28 @@ class _Lang:
         #: most items. A field made only of them is skipped with one C-level
         #: ``issuperset``; kept longer than the other caches (a set of strings).
         self.barren: set[str] = set()
-        #: First two letters of every rule key a one-word ASCII chunk could meet in
-        #: this profile, or None when no such shortcut is sound (see _quick_starts).
+        #: First two letters of every rule key a token of ASCII (or Russian) letters
+        #: could meet in this profile, or None when no such shortcut is sound (see
+        #: _quick_starts).
         self.quick: frozenset[str] | None = None
+        #: Finds in a chunk of ASCII (and Russian letters, when ``quick_cyrillic``) the
+        #: start of a token whose first two letters are in ``quick`` (_quick_pattern).
+        self.quick_re: re.Pattern[str] | None = None
+        #: Whether chunks with Russian letters may be decided quickly (_quick_cyrillic).
+        self.quick_cyrillic = False
+
+    def remember(
+        self,
+        chunk: str,
+        info: _Chunk,
+        units: frozenset[int],
+        last: tuple[Folded, int] | None,
+    ) -> None:
+        """Keep the analysis of a chunk that is not barren (or ends a compound)."""
+        self.chunks[chunk] = info
+        self.units[chunk] = units
+        if last is not None:
+            self.lasts[chunk] = last
 
     def trim(self) -> None:
         if len(self.barren) >= _BARREN_LIMIT:
@@ -765,7 +814,6 @@ class _Lang:
         if len(self.chunks) >= _CACHE_LIMIT or len(self.tokens) >= _CACHE_LIMIT:
             for cache in (
                 self.chunks,
-                self.ntok,
                 self.units,
                 self.lasts,
                 self.tokens,
@@ -779,8 +827,8 @@ class _Lang:
 class _FieldData:
     text: str
     chunks: list[str]
-    #: The units of each chunk (mostly empty).
-    units: list[frozenset[int]]
+    #: The chunk texts that satisfy a unit (not only a compound start).
+    wanted: set[str]
     #: The units satisfied in this field.
     present: set[int]
     #: (chunk index, units) of compounds joined across chunks ``i`` and ``i + 1``.
@@ -804,6 +852,7 @@ class _Item:
         self._item = item
         self._fields = fields
         self._postings: list[dict[int, list[Posting]] | None] = [None, None, None, None]
+        self._offsets_only: list[dict[int, list[Posting]] | None] = [None, None, None, None]
         self._folded: list[FoldedText | None] = [None, None, None, None]
         self.memo: dict[int, Spans | None] = {}
         self.occs: dict[int, list[Occ]] = {}
@@ -813,6 +862,7 @@ class _Item:
         self._tags: frozenset[str] | None = None
 
     def postings(self, field: int) -> dict[int, list[Posting]]:
+        """Unit -> postings in ``field``, with token positions if any candidate needs them."""
         got = self._postings[field]
         if got is None:
             data = self._fields[field]
@@ -822,6 +872,26 @@ class _Item:
                 got = _build_postings(self._lang, data, self._positions)
             self._postings[field] = got
         return got
+
+    def offset_postings(self, field: int) -> dict[int, list[Posting]]:
+        """Like :meth:`postings`, for offsets only: positions may all be 0 (the lists
+        are in the same order, by offset, either way)."""
+        got = self._postings[field]
+        if got is None:
+            got = self._offsets_only[field]
+            if got is None:
+                data = self._fields[field]
+                if data is None or not data.present:
+                    got = {}
+                else:
+                    got = _build_postings(self._lang, data, False)
+                self._offsets_only[field] = got
+        return got
+
+    def units_in(self, field: int) -> set[int] | frozenset[int]:
+        """The units ``field`` satisfies (exactly those with postings in it)."""
+        data = self._fields[field]
+        return _NO_UNITS if data is None else data.present
 
     def may_have(self, field: int, units: Group) -> bool:
         """Whether one of ``units`` is satisfied in ``field``."""
@@ -867,7 +937,7 @@ class _Item:
                 continue
             postings = self._postings[f]
             if postings is None:
-                postings = self.postings(f)
+                postings = self.offset_postings(f)
             found = postings.get(unit)
             if not found:
                 continue
@@ -910,21 +980,22 @@ def _build_postings(lang: _Lang, data: _FieldData, positions: bool) -> dict[int,
     chunks, text = data.chunks, data.text
     joins = data.joins
     # The chunks with units (every occurrence of a chunk text has the same units).
-    per = data.units
-    indices = [i for i in itertools.compress(range(len(chunks)), per) if per[i] is not _JOIN_ONLY]
+    wanted = data.wanted
     if joins:
-        ends = {chunks[i + 1] for i, _units in joins} | {chunks[i] for i, _units in joins}
-        more = itertools.compress(range(len(chunks)), map(ends.__contains__, chunks))
-        indices = sorted({*indices, *more})
+        wanted = (
+            wanted | {chunks[i + 1] for i, _units in joins} | {chunks[i] for i, _units in joins}
+        )
+    indices = list(itertools.compress(range(len(chunks)), map(wanted.__contains__, chunks)))
     if not indices:
         return {}
     if not joins and not positions and len(indices) <= _FIND_AT_MOST:
-        return _offset_postings(lang, text, {chunks[i] for i in indices})
+        return _offset_postings(lang, text, wanted)
+    offsets = _offsets(text, chunks, indices)
+    bases: Mapping[int, int] | list[int]
     if positions or joins:
-        bases = list(itertools.accumulate(map(lang.ntok.__getitem__, chunks), initial=0))
+        bases = _bases(lang, text, chunks, indices, offsets)
     else:
         bases = _ZEROS if len(chunks) < len(_ZEROS) else [0] * (len(chunks) + 1)
-    offsets = _offsets(text, chunks, indices)
     postings: defaultdict[int, list[Posting]] = defaultdict(list)
     infos = lang.chunks
     for i in indices:
@@ -944,6 +1015,34 @@ def _build_postings(lang: _Lang, data: _FieldData, positions: bool) -> dict[int,
             if lst is not None and len(lst) > 1:
                 lst.sort()
     return postings
+
+
+def _bases(
+    lang: _Lang, text: str, chunks: list[str], indices: list[int], offsets: Mapping[int, int]
+) -> dict[int, int]:
+    """Position of the first token of ``chunks[i]`` for each ``i`` in ``indices`` (ascending).
+
+    Counted from the first of them (positions are only ever compared within a
+    field, so a shift common to the field changes nothing): the tokens of the
+    chunks in between are counted in the text itself, one C-level regex search
+    per gap, so the chunks without units are never analysed. The count is the
+    sum of :func:`chunk_tokens` over those chunks, as tokens never span
+    whitespace (checked in tests/test_rules_quick.py).
+    """
+    infos = lang.chunks
+    ascii_text = text.isascii()
+    first = indices[0]
+    out = {first: 0}
+    prev, base = first, 0
+    for i in indices[1:]:
+        chunk = chunks[prev]
+        base += infos[chunk].ntok
+        if i > prev + 1:
+            start = offsets[prev] + len(chunk)
+            base += count_tokens(text, start, offsets[i], ascii_text=ascii_text)
+        out[i] = base
+        prev = i
+    return out
 
 
 def _offset_postings(lang: _Lang, text: str, wanted: set[str]) -> dict[int, list[Posting]]:
@@ -1270,17 +1369,32 @@ class RuleSet:
         got = self._langs.get(profile)
         if got is None:
             got = self._langs[profile] = _Lang(profile)
+            got.quick_cyrillic = self._quick_cyrillic(got)
             got.quick = self._quick_starts(got)
+            if got.quick is not None:
+                got.quick_re = _quick_pattern(got.quick, got.quick_cyrillic)
         return got
+
+    def _quick_cyrillic(self, lang: _Lang) -> bool:
+        """Whether a Cyrillic token's first two letters are also those of every key
+        it can satisfy a stem unit by: its stemmer only removes endings and no rule
+        word stems to a single letter."""
+        algorithm = lang.by_script.get("cyrillic")
+        if algorithm is None or not self._stem_units:
+            return True
+        if algorithm not in _SUFFIX_ONLY_CYRILLIC_STEMMERS:
+            return False
+        return all(len(key) >= 2 for key in self._stems(algorithm))
 
     def _quick_starts(self, lang: _Lang) -> frozenset[str] | None:
         """The first two letters of every key an ASCII word could satisfy a unit by.
 
-        A chunk that is one ASCII word (punctuation around it allowed) whose first
-        two letters, lower-cased, are not among them satisfies no unit and starts
-        no compound: it is barren without being analysed. None when that does not
-        hold: regex literals (they match inside tokens), or a Latin stemmer that
-        may change a word's first letters.
+        A chunk none of whose tokens has first two letters (folded) among them
+        satisfies no unit and starts no compound: it is barren without being
+        analysed (see _quick_barren). None when that does not hold: regex literals
+        (they match inside tokens), or a Latin stemmer that may change a word's
+        first letters. With ``lang.quick_cyrillic`` the Russian stemmer's keys are
+        in too (the others are there already: exact words, prefixes, heads).
         """
         if self._automaton is not None:
             return None
@@ -1294,16 +1408,33 @@ class RuleSet:
                 return None  # a one-letter stem can come from words starting otherwise
             keys.update(stems)
             keys.update(_STEM_EXCEPTION_STARTS.get(algorithm, ()))
+        cyrillic = lang.by_script.get("cyrillic")
+        if lang.quick_cyrillic and cyrillic is not None and self._stem_units:
+            keys.update(self._stems(cyrillic))
         return frozenset(key[:2] for key in keys)
 
     def _quick_barren(self, lang: _Lang, chunk: str) -> bool:
-        """Whether ``chunk`` is surely barren, decided without analysing it."""
+        """Whether ``chunk`` is surely barren, decided without analysing it.
+
+        Sound because a chunk satisfies a unit or starts a compound only through a
+        token whose first two folded letters are in ``lang.quick``: checked
+        directly for a one-word ASCII chunk, with ``lang.quick_re`` for others made
+        of ASCII, :data:`_QUICK_PUNCTUATION` and (when allowed) Russian letters.
+        """
         quick = lang.quick
         if quick is None:
             return False
         core = chunk if chunk.isalnum() else chunk.strip(EDGE_PUNCTUATION)
-        # As chunk_tokens sees it: one token, folded by lower-casing (ASCII).
-        return core.isascii() and core.isalnum() and core[:2].lower() not in quick
+        if core.isascii():
+            if core.isalnum():
+                # As chunk_tokens sees it: one token, folded by lower-casing (ASCII).
+                return core[:2].lower() not in quick
+        else:
+            core = core.translate(_QUICK_TABLE)
+            if not core.isascii() and not (lang.quick_cyrillic and _only_russian(core)):
+                return False
+        pattern = lang.quick_re
+        return pattern is not None and pattern.search(core) is None
 
     def _token_units(self, lang: _Lang, raw: str, f: Folded) -> tuple[int, ...]:
         units = self._units_for(lang, f.folded, f.cased, f.caps, f.script, prefixes=True)
@@ -1371,38 +1502,42 @@ class RuleSet:
             lang.compounds[key] = hit
         return hit
 
-    def _chunk(self, lang: _Lang, chunk: str) -> None:
-        """Analyse a chunk into ``lang``'s caches."""
-        tokens = chunk_tokens(chunk)
-        spans, folded = tokens.spans, tokens.folded
-        info = lang.chunks[chunk] = _Chunk(len(spans))
-        lang.ntok[chunk] = len(spans)
-        if not spans:
-            lang.units[chunk] = _NO_UNITS
-            lang.barren.add(chunk)
-            return
+    def _chunk(self, lang: _Lang, chunk: str, *, keep: bool = False) -> _Chunk:
+        """Analyse a chunk into ``lang``'s caches; a barren one (no unit, no compound
+        start) only into ``lang.barren``, unless ``keep`` (it ends a compound)."""
         heads = self._heads
-        if len(spans) == 1:
-            # One token (most chunks): no compound inside.
-            raw = tokens.raws[0]
+        word = one_word(chunk)
+        if word is not None:
+            # One token (most chunks): no compound inside, and no tokenizer needed.
+            start, raw = word
+            end = start + len(raw)
+            f = fold_token(raw)
             units = lang.tokens.get(raw)
             if units is None:
-                units = self._token_units(lang, raw, folded[0])
-            start, end = spans[0]
+                units = self._token_units(lang, raw, f)
+            info = _Chunk(1)
             if start == 0:
-                info.first = (folded[0], end)
-            join = end == len(chunk) and folded[0].folded in heads
-            if join:
-                lang.lasts[chunk] = (folded[0], start)
+                info.first = (f, end)
+            last = (f, start) if end == len(chunk) and f.folded in heads else None
             if units:
                 info.flat = tuple([(u, 0, 0, start, end) for u in units])
-                lang.units[chunk] = frozenset((*units, _JOIN) if join else units)
-            elif join:
-                lang.units[chunk] = _JOIN_ONLY
+                lang.remember(chunk, info, frozenset((*units, _JOIN) if last else units), last)
+            elif last is not None:
+                lang.remember(chunk, info, _JOIN_ONLY, last)
+            elif keep:
+                lang.remember(chunk, info, _NO_UNITS, None)
             else:
-                lang.units[chunk] = _NO_UNITS
                 lang.barren.add(chunk)
-            return
+            return info
+        tokens = chunk_tokens(chunk)
+        spans, folded = tokens.spans, tokens.folded
+        info = _Chunk(len(spans))
+        if not spans:
+            if keep:
+                lang.remember(chunk, info, _NO_UNITS, None)
+            else:
+                lang.barren.add(chunk)
+            return info
         flat: list[tuple[int, int, int, int, int]] = []
         cache = lang.tokens
         for k, raw in enumerate(tokens.raws):
@@ -1429,17 +1564,20 @@ class RuleSet:
         units_here = {t[0] for t in flat}
         if spans[0][0] == 0:
             info.first = (folded[0], spans[0][1])
-        last = spans[-1]
-        if last[1] == len(chunk) and folded[-1].folded in heads:
-            lang.lasts[chunk] = (folded[-1], last[0])
+        end_span = spans[-1]
+        last = None
+        if end_span[1] == len(chunk) and folded[-1].folded in heads:
+            last = (folded[-1], end_span[0])
             units_here.add(_JOIN)
         if units_here == {_JOIN}:
-            lang.units[chunk] = _JOIN_ONLY
+            lang.remember(chunk, info, _JOIN_ONLY, last)
         elif units_here:
-            lang.units[chunk] = frozenset(units_here)
+            lang.remember(chunk, info, frozenset(units_here), last)
+        elif keep:
+            lang.remember(chunk, info, _NO_UNITS, None)
         else:
-            lang.units[chunk] = _NO_UNITS
             lang.barren.add(chunk)
+        return info
 
     def _meta_units(self, field: str, value: str) -> tuple[int, ...]:
         """Units of ``lang:``/``tag:`` filters met by an item's language or one tag."""
@@ -1476,15 +1614,17 @@ class RuleSet:
         if not rest:
             return None
         known, barren = lang.chunks, lang.barren
-        for chunk in rest:
-            if chunk not in known:
-                if self._quick_barren(lang, chunk):
+        new = rest.difference(known)
+        if new:
+            quick = self._quick_barren
+            for chunk in new:
+                if quick(lang, chunk):
                     barren.add(chunk)
                 else:
-                    self._chunk(lang, chunk)
-        rest.difference_update(barren)
-        if not rest:
-            return None
+                    self._chunk(lang, chunk)  # into ``known`` or ``barren``
+            rest.difference_update(barren)
+            if not rest:
+                return None
         units_of = lang.units
         here: set[int] = set()
         here.update(*map(units_of.__getitem__, rest))
@@ -1494,28 +1634,32 @@ class RuleSet:
             here.discard(_JOIN)
             lasts, prefixes = lang.lasts, self._prefixes
             for i in itertools.compress(range(len(chunks) - 1), map(lasts.__contains__, chunks)):
+                left = lasts[chunks[i]][0]
                 following = chunks[i + 1]
-                if following not in known:  # barren, and no longer cached
-                    self._chunk(lang, following)
-                right = known[following].first
+                info = known.get(following)
+                if info is None:
+                    # Barren, so not kept: most cannot continue, seen without analysis.
+                    if _cannot_continue(left.folded, following, prefixes):
+                        continue
+                    info = self._chunk(lang, following)
+                right = info.first
                 if right is None:
                     continue
-                left = lasts[chunks[i]][0]
                 if (left.folded + right[0].folded[:3]) not in prefixes:
                     continue
                 units = self._compound(lang, (left, right[0]))
                 if units:
+                    if following not in known:
+                        self._chunk(lang, following, keep=True)  # postings look it up
                     joins.append((i, units))
                     here.update(units)
         if not here:
             return None  # the same as a field with no unit in it
-        # Postings need every chunk's token count: analyse the barren ones no longer cached.
-        for chunk in itertools.filterfalse(known.__contains__, chunks):
-            if chunk not in known:
-                self._chunk(lang, chunk)
-        per_chunk = list(map(units_of.__getitem__, chunks))
+        # The chunks with units (not only a compound start): the others are not
+        # looked at again; token positions are counted in the text when needed.
+        wanted = {c for c in rest if units_of[c] and units_of[c] is not _JOIN_ONLY}
         present |= here
-        return _FieldData(text, chunks, per_chunk, here, joins)
+        return _FieldData(text, chunks, wanted, here, joins)
 
     # ----------------------------------------------------------------- matching
 
@@ -1618,6 +1762,72 @@ def _merge(words: Sequence[Word]) -> Word:
     else:
         mode = Mode.EXACT
     return Word(folded, cased, mode, script_of(folded))
+
+
+# --------------------------------------------------------------------------- quick decisions
+
+
+#: The first token of an ASCII chunk, when the chunk starts with one.
+_ASCII_WORD: Final = re.compile("[A-Za-z0-9]+").match
+_only_russian: Final = re.compile(f"[\\x00-\\x7f{_QUICK_CYRILLIC}]*").fullmatch
+
+
+def _cannot_continue(head: str, chunk: str, prefixes: AbstractSet[str]) -> bool:
+    """Whether ``chunk`` surely cannot continue a compound after the token ``head``
+    (folded), decided without analysing it: it does not start with a token, or
+    (ASCII) its first token's first three letters do not go on from ``head`` to a
+    prefix of a compound target. False: analyse it to know."""
+    if chunk[0] in _NOT_IN_TOKENS:
+        return True
+    if not chunk.isascii():
+        return False
+    word = _ASCII_WORD(chunk)
+    return word is None or (head + word.group()[:3].lower()) not in prefixes
+
+
+def _quick_pattern(quick: frozenset[str], cyrillic: bool) -> re.Pattern[str]:
+    """A regex that finds, in a piece of text made of ASCII (and Russian letters when
+    ``cyrillic``), where a token starts whose first two folded letters are in
+    ``quick`` (a token of one letter: that letter), and every token mixing ASCII
+    and Cyrillic (not decided quickly). No match: every token of the text is
+    barren and starts no compound.
+
+    Tokens there are the maximal runs of ASCII letters and digits (or of Russian
+    letters): no marks, no invisible characters. They fold letter by letter:
+    lower case, and ``ё`` -> ``е``.
+    """
+    letters = "A-Za-z0-9" + (_QUICK_CYRILLIC if cyrillic else "")
+
+    def variants(ch: str) -> str:
+        """The characters of a token that fold to ``ch`` ("" for none)."""
+        if ch.isascii() and ch.isalnum():
+            return "".join(sorted({ch, ch.upper()}))
+        if cyrillic and "а" <= ch <= "я":
+            return "".join(sorted({ch, ch.upper(), *("ёЁ" if ch == "е" else "")}))
+        return ""
+
+    # Grouped by first letter: one branch per letter, tried at token starts only.
+    seconds: dict[str, str] = {}  # first letter (its variants) -> second letters
+    alone: set[str] = set()  # first letters that are a start on their own
+    for start in sorted(quick):
+        first = variants(start[0])
+        if not first:
+            continue
+        if len(start) == 1:
+            alone.add(first)
+        elif second := variants(start[1]):
+            seconds[first] = seconds.get(first, "") + second
+    branches: list[str] = []
+    for first in sorted(seconds.keys() | alone):
+        after = [f"[{seconds[first]}]"] if first in seconds else []
+        if first in alone:
+            after.append(f"(?![{letters}])")  # a token of that one letter
+        branches.append(f"[{first}](?:{'|'.join(after)})")
+    parts = [f"(?<![{letters}])(?:{'|'.join(branches)})"] if branches else []
+    if cyrillic:
+        parts.append(f"[A-Za-z0-9][{_QUICK_CYRILLIC}]|[{_QUICK_CYRILLIC}][A-Za-z0-9]")
+    # Nothing to find: "(?!)" matches nowhere (an empty pattern would match everywhere).
+    return re.compile("|".join(parts) or "(?!)")
 
 
 # --------------------------------------------------------------------------- API

@@ -222,6 +222,21 @@ def token_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _TOKEN.finditer(text)]
 
 
+# The tokens of ASCII text (no marks, no invisible characters there).
+_ASCII_TOKEN = re.compile("[A-Za-z0-9]+")
+
+
+def count_tokens(text: str, start: int, end: int, *, ascii_text: bool) -> int:
+    """The number of tokens in ``text[start:end]``, one C-level search.
+
+    When ``start`` and ``end`` are at whitespace (or the ends of ``text``) this
+    is the sum of :func:`chunk_tokens` over the chunks in between, as no token
+    spans whitespace. ``ascii_text``: ``text.isascii()``, known to the caller.
+    """
+    pattern = _ASCII_TOKEN if ascii_text else _TOKEN
+    return len(pattern.findall(text, start, end))
+
+
 class Chunk(NamedTuple):
     """The tokens of a whitespace-free piece of text (see :func:`chunk_tokens`)."""
 
@@ -239,15 +254,26 @@ _chunk_cache: dict[str, Chunk] = {}
 EDGE_PUNCTUATION: Final = "!\"#$%&'()*+,./:;<=>?@[\\]^_`{|}~«»“”‘’„…–—-"
 
 
+def one_word(chunk: str) -> tuple[int, str] | None:
+    """``(start, word)`` when a whitespace-free piece of text is one token with only
+    :data:`EDGE_PUNCTUATION` around it (``"(UN)"``, ``"Russia,"``), else None."""
+    if chunk.isalnum():
+        return 0, chunk
+    core = chunk.strip(EDGE_PUNCTUATION)
+    if core and core.isalnum():
+        return len(chunk) - len(chunk.lstrip(EDGE_PUNCTUATION)), core
+    return None
+
+
 def chunk_tokens(chunk: str) -> Chunk:
     """Tokens of a whitespace-free piece of text, folded; cached per process."""
     hit = _chunk_cache.get(chunk)
     if hit is None:
-        core = chunk if chunk.isalnum() else chunk.strip(EDGE_PUNCTUATION)
-        if core and core.isalnum():
-            # One word, maybe with punctuation around it ("(UN)", "Russia,"): the
-            # common cases, without the tokenizer.
-            start = len(chunk) - len(chunk.lstrip(EDGE_PUNCTUATION))
+        word = one_word(chunk)
+        if word is not None:
+            # One word, maybe with punctuation around it: the common cases, without
+            # the tokenizer.
+            start, core = word
             hit = Chunk(((start, start + len(core)),), (core,), (fold_token(core),), ())
         else:
             spans = token_spans(chunk)
