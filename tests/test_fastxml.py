@@ -10,6 +10,7 @@ mutates valid feeds: the fast path declines or agrees, and never raises.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +21,7 @@ import feedparser
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from feedwatch import _fastxml, parse
 from feedwatch._model import ParsedFeed
@@ -440,6 +442,16 @@ EDGE_CASES: dict[str, tuple[bytes, dict[str, str]]] = {
         ).replace(b"<rss", b'<rss xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"', 1),
         XML,
     ),
+    "empty unknown elements end the image and textinput contexts": (
+        _rss(
+            "<item><title>i</title><comments/><link>https://www.example.org/i</link></item>",
+            "<image><url>https://www.example.org/i.png</url><foo/><title>Image</title>"
+            "<link>https://www.example.org/from-image</link></image>"
+            "<textInput><title>Search</title><bar/><name>q</name>"
+            "<link>https://www.example.org/from-textinput</link></textInput>",
+        ),
+        XML,
+    ),
     "source element": (
         _rss(
             '<item><title>s</title><source url="https://src.example/">Source title</source></item>'
@@ -473,6 +485,7 @@ def test_edge_case_agrees_or_declines(case: tuple[bytes, dict[str, str]]) -> Non
         "windows-1251 declared over utf-8",
         "utf-8 bom",
         "rss 0.91 netscape doctype",
+        "empty unknown elements end the image and textinput contexts",
     ],
 )
 def test_common_edge_cases_are_accepted(name: str) -> None:
@@ -574,6 +587,10 @@ def test_tables_match_feedparser() -> None:
         ("https://a.example/", "http://b.example/c/../d"),
         ("https://a.example/", "http://[::1"),
         ("https://a.example/", " //b.example/p "),
+        ("https://a.example/", "http://b.example/plain?q=1#f"),
+        ("https://a.example/", "HTTPS://B.example/upper"),
+        ("https://a.example/", "https://b.example/p;params"),
+        ("", "http://b.example/no-base"),
     ],
 )
 def test_url_helpers_match_feedparser(base: str, uri: str) -> None:
@@ -626,3 +643,321 @@ def test_mutated_feeds_agree_or_decline(
         return
     assert not isinstance(slow, ParseError), slow
     assert _differences(fast, slow, URL) == []
+
+
+# --------------------------------------------------------------------------- html_pass shortcuts
+
+HTML_BASE = "http://www.example.org/base/"
+
+# (input, html_pass's result): the quick exits, the single-search markup check,
+# the ``<a href="...">`` shortcut and the general attribute reading.
+HTML_PASS_CASES: list[tuple[str, str | None]] = [
+    ("plain text", "plain text"),
+    ("Fish &amp; chips", "Fish &amp; chips"),
+    ("caf&#233; &#x41;", "caf&#233; &#x41;"),
+    ("it&#39;s &#34;quoted&#34;", 'it\'s "quoted"'),
+    ("bad &#; ref", None),
+    ("&copy 2024", "&copy 2024"),
+    ("&foo; unknown", None),
+    ("<p>no survivor</p>", "<p>no survivor</p>"),
+    ('<a href="/rel">x</a>', '<a href="http://www.example.org/rel">x</a>'),
+    (
+        '<a href="https://example.org/p?a=1&amp;b=2">x</a>',
+        '<a href="https://example.org/p?a=1&amp;b=2">x</a>',
+    ),
+    ('<a href="javascript:alert(1)">x</a>', '<a href="javascript:alert(1)">x</a>'),
+    ('<a href=" /spaced ">x</a>', '<a href="http://www.example.org/spaced">x</a>'),
+    ('<a href="">empty</a>', '<a href="http://www.example.org/base/">empty</a>'),
+    ('<a href="x&#38y">numeric ref</a>', None),
+    ('<a href="x?a=&#38;">ref</a>', '<a href="http://www.example.org/base/x?a=&#38;">ref</a>'),
+    ("<a href='/single'>x</a>", '<a href="http://www.example.org/single">x</a>'),
+    ('<A HREF="/upper">x</A>', '<a href="http://www.example.org/upper">x</A>'),
+    (
+        '<a href="/a" rel="NoFollow" type="TEXT/HTML">x</a>',
+        '<a href="http://www.example.org/a" rel="nofollow" type="text/html">x</a>',
+    ),
+    (
+        '<a title="x" href="/b" title="y">dup</a>',
+        '<a href="http://www.example.org/b" title="y">dup</a>',
+    ),
+    (
+        '<img src="i.png" alt="a > b" width="1">',
+        '<img alt="a &gt; b" src="http://www.example.org/base/i.png" width="1" />',
+    ),
+    ('<img src="i.png"/>', '<img src="http://www.example.org/base/i.png" />'),
+    ("<br/><p/>", "<br /><p></p>"),
+    (
+        '<td colspan="2">c</td><th>h</th><ol start="3"></ol><abbr title="t">a</abbr>'
+        '<time datetime="2024">t</time>',
+        '<td colspan="2">c</td><th>h</th><ol start="3"></ol><abbr title="t">a</abbr>'
+        '<time datetime="2024">t</time>',
+    ),
+    ("<image src=x.png>", '<image src="x.png">'),
+    # The regex's IGNORECASE reads the dotless and dotted i as "i": not vouched for.
+    ("<\u0131mg src=x.png>", None),
+    ("<\u0130mage src=x.png>", None),
+    # A tag inside a quoted value: a tag scan and a "<" + letter count disagree.
+    ('<a title="<b>">hidden tag</a>', None),
+    ('<a title="a < b">lt</a>', '<a title="a &lt; b">lt</a>'),
+    ("<!x> declaration", "&lt;!x> declaration"),
+    ("<!-- comment --> ok", "<!-- comment --> ok"),
+    ("<!-- unclosed", None),
+    ("x <> y", None),
+    ("</br>", None),
+    ("<xmp>x</xmp>", None),
+    ('<a title="x"y>bad quote</a>', None),
+    ("</a b>", "</a b>"),
+    ("<a href=x/>", '<a href="http://www.example.org/base/x/">'),
+    ("<a\u00a0href=x>nbsp</a>", '<a href="http://www.example.org/base/x">nbsp</a>'),
+]
+
+
+@pytest.mark.parametrize(("html", "expected"), HTML_PASS_CASES)
+def test_html_pass_cases(html: str, expected: str | None) -> None:
+    assert _fastxml.html_pass(html, HTML_BASE) == expected
+    assert _reference_html_pass(html, HTML_BASE) == expected
+
+
+# The straightforward html_pass the fast one must equal: every rewrite and
+# check applied to every text, the "<" + letter count against a strict tag scan,
+# feedparser's ``endbracket`` for every surviving tag.
+_REF_RISKY_RE = re.compile(
+    r"<(?:>|\?|!(?!--)|!---?>|/(?![a-zA-Z])|/br|xmp|noembed|noframes|plaintext)"
+    r"|</[a-zA-Z][^<>]*+(?:<|$)|&#(?![0-9]+;|[xX][0-9a-fA-F]+;)",
+    re.IGNORECASE,
+)
+_REF_TAG_OPEN_RE = re.compile(r"<[a-zA-Z]")
+_REF_STRICT_TAG_RE = re.compile(
+    r"<[a-zA-Z][-_.:a-zA-Z0-9]*+"
+    r"(?:\s++[a-zA-Z_][-:.a-zA-Z_0-9]*+"
+    r"""(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[\][\-a-zA-Z0-9./,:;+*%?!&$()_#=~@]++))?)*+"""
+    r"\s*+/?>"
+)
+_REF_SURVIVOR_OPEN_RE = re.compile(r"<(a|img|image|abbr|ol|td|th|time)(?=[\s/>])", re.IGNORECASE)
+
+
+def _reference_html_pass(html: str, base: str) -> str | None:
+    fx = _fastxml
+    if "<" not in html and "&" not in html:
+        return html
+    html = fx._DECL_RE.sub(r"&lt;!\1", html)
+    html = fx._SHORTTAG_RE.sub(fx._shorttag, html)
+    html = html.replace("&#39;", "'").replace("&#34;", '"')
+    if _REF_RISKY_RE.search(html) or ("&" in html and fx._entity_risky(html)):
+        return None
+    if html.count("<!--") > html.count("-->"):
+        return None
+    if len(_REF_TAG_OPEN_RE.findall(html)) != len(_REF_STRICT_TAG_RE.findall(html)):
+        return None
+    out: list[str] = []
+    last = 0
+    for match in _REF_SURVIVOR_OPEN_RE.finditer(html):
+        start = match.start()
+        end_match = fx._ENDBRACKET_RE.match(html, start + 1)
+        if end_match is None:
+            return None
+        j = end_match.end(1)
+        if j >= len(html) or html[j] != ">":
+            return None
+        tag_match = fx._TAGFIND_RE.match(html, start + 1)
+        if tag_match is None:
+            return None
+        tag = html[start + 1 : tag_match.end()].lower()
+        k = tag_match.end()
+        attrs: dict[str, str] = {}
+        while k < j:
+            attr = fx._ATTRFIND_RE.match(html, k)
+            if not attr:
+                break
+            name, rest, value = attr.group(1, 2, 3)
+            if not rest:
+                value = name
+            else:
+                if value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+                    value = value[1:-1]
+                if "&" in value:
+                    value = fx._ENTITY_IN_ATTR_RE.sub(fx._entity_in_attr, value)
+            attrs[name.lower()] = value
+            if attr.end() == k:
+                break
+            k = attr.end()
+        items = sorted(
+            (key, value.lower() if key in ("rel", "type") and value else value)
+            for key, value in attrs.items()
+        )
+        parts = []
+        for key, value in items:
+            if (tag, key) in fx._RELATIVE_URI_ATTRS:
+                value = fx.make_safe_absolute_uri(base, value.strip()) or value
+            if fx._SPECIAL_RE.search(value):
+                value = value.replace(">", "&gt;").replace("<", "&lt;").replace('"', "&quot;")
+                value = fx._BARE_AMPERSAND_RE.sub("&amp;", value)
+            parts.append(f' {key}="{value}"')
+        out.append(html[last:start])
+        slash = " /" if tag in fx.ELEMENTS_NO_END_TAG else ""
+        out.append(f"<{tag}{''.join(parts)}{slash}>")
+        last = j + 1
+    out.append(html[last:])
+    return "".join(out)
+
+
+_HTML_PIECES = [
+    "text",
+    " ",
+    "\n",
+    "<",
+    ">",
+    '"',
+    "'",
+    "=",
+    "/>",
+    "&amp;",
+    "&#39;",
+    "&#34;",
+    "&#x;",
+    "&#12",
+    "&copy",
+    "&foo;",
+    "<p>",
+    "</p>",
+    "<br/>",
+    "<br />",
+    "<p/>",
+    "</br>",
+    "</ a>",
+    "<>",
+    "<?pi?>",
+    "<!x>",
+    "<!-- c -->",
+    "<!--",
+    "-->",
+    "<![CDATA[x]]>",
+    "<xmp>",
+    "<a",
+    "<a ",
+    '<a href="/r">',
+    '<a href="http://x.example/p?a=1&amp;b=2">',
+    '<a href="javascript:alert(1)">',
+    '<a href="">',
+    '<a href=" /s ">',
+    "<a href='q'>",
+    "<a href=u/>",
+    '<A HREF="/U">',
+    '<a href="/r" rel="NoFollow">',
+    '<a title="<b>">',
+    "<a title='<b>'>",
+    '<a title="a < b">',
+    '<a title="x"y>',
+    "<a b='c'd>",
+    '<a "x">',
+    '<img src="i.png" alt="a>b" src="j.png">',
+    "<img src=i.png>",
+    "<IMG SRC=I.PNG>",
+    "<image src=x>",
+    "<\u0131mg src=x>",
+    "<\u0130mage src=x>",
+    "<t\u0130me>",
+    "<td colspan=2>",
+    "<th class=x>",
+    "<ol start=1>",
+    "<abbr title=t>",
+    "<time datetime=x>",
+    "<a\u00a0href=x>",
+    '<a href="&#38;x">',
+    '<a href="x&#38y">',
+    "<a:b c=d>",
+    "<a $=1>",
+    "</a>",
+    "</A>",
+]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(_HTML_PIECES), min_size=1, max_size=8),
+    base=st.sampled_from([HTML_BASE, "", "https://other.example/a/b"]),
+)
+def test_html_pass_equals_the_straightforward_reading(pieces: list[str], base: str) -> None:
+    html = "".join(pieces)
+
+    assert _fastxml.html_pass(html, base) == _reference_html_pass(html, base)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(list("<>/\"'= \nab:rimgtIAHREF\u0130\u0131")), max_size=40
+    )
+)
+def test_markup_check_equals_the_tag_count(text: str) -> None:
+    """One search finds what a risky-construct search and a "<" + letter count did."""
+    # (No "&" in the alphabet: only the markup part of the risky search can match.)
+    old = bool(_REF_RISKY_RE.search(text))
+    old = old or len(_REF_TAG_OPEN_RE.findall(text)) != len(_REF_STRICT_TAG_RE.findall(text))
+
+    assert bool(_fastxml._MARKUP_CHECK_RE.search(text)) == old
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("<>/\"'= \nab:_x1")), max_size=40))
+def test_fast_endbracket_equals_feedparsers(text: str) -> None:
+    html = "<" + text
+    fast = _fastxml._ENDBRACKET_FAST_RE.match(html, 1)
+    slow = _fastxml._ENDBRACKET_RE.match(html, 1)
+    if fast is not None and fast.end() > 1:
+        assert slow is not None
+        assert slow.end(1) == fast.end()
+
+
+def test_survivor_pattern_takes_what_the_plain_one_took() -> None:
+    names = ("a", "img", "image", "abbr", "ol", "td", "th", "time")
+    for code in [*range(0x80), 0x130, 0x131, 0x17F, 0x212A, 0xA0, 0x2028]:
+        for name in names:
+            for tail in (" ", ">", "/", "x"):
+                text = "<" + chr(code) + name[1:] + tail
+                assert bool(_fastxml._SURVIVOR_OPEN_RE.match(text)) == bool(
+                    _REF_SURVIVOR_OPEN_RE.match(text)
+                ), text
+
+
+# --------------------------------------------------------------------------- walker shortcuts
+
+
+def _walk_attrs(xml: bytes) -> dict[str, str]:
+    root = etree.fromstring(xml)
+    return _fastxml._Walker._attrs(root, root.items())
+
+
+def test_attrs_without_namespaces() -> None:
+    attrs = _walk_attrs(b'<link REL="Alternate" Type="TEXT/HTML" href="/x" Href="/y"/>')
+
+    assert attrs == {"rel": "alternate", "type": "text/html", "href": "/y"}
+
+
+def test_attrs_of_one_attribute() -> None:
+    assert _walk_attrs(b'<link REL="Self"/>') == {"rel": "self"}
+    assert _walk_attrs(b'<guid isPermaLink="false"/>') == {"ispermalink": "false"}
+    assert _walk_attrs(b'<e xml:lang="de"/>') == {"xml:lang": "de"}
+
+
+def test_attrs_with_namespaces() -> None:
+    attrs = _walk_attrs(
+        b'<item xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" rdf:about="u"'
+        b' xml:lang="de" xml:base="http://b.example/" type="HTML"/>'
+    )
+
+    assert attrs == {
+        "rdf:about": "u",
+        "xml:lang": "de",
+        "xml:base": "http://b.example/",
+        "type": "html",
+    }
+
+
+@pytest.mark.parametrize(
+    "text", ["plain", "a < b", "Tom &amp; Jerry", "<b>x</b>", "x</p>", "&#233;", "&nbsp;x", "</x>"]
+)
+def test_looks_like_html_matches_feedparser(text: str) -> None:
+    from feedparser.mixin import _FeedParserMixin
+
+    assert _fastxml.looks_like_html(text) == bool(_FeedParserMixin.looks_like_html(text))

@@ -377,6 +377,44 @@ def test_bad_entry_is_skipped_with_a_warning(monkeypatch: pytest.MonkeyPatch) ->
     assert any(w.startswith("entry 1 skipped: TypeError") for w in parsed.warnings)
 
 
+def test_entries_that_are_not_dicts_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    entries: list[Any] = [{"id": "1", "title": "good"}, "junk", None, ["id", "x"]]
+    monkeypatch.setattr(feedparser, "parse", _fake_feedparser(entries))
+    monkeypatch.setattr(parse_module, "_parse_xml_fast", lambda *a, **k: None)  # feedparser's turn
+
+    parsed = parse_document(f"<rss>{ITEM}</rss>".encode(), url=URL, headers=RSS_HEADERS)
+
+    assert [e.title for e in parsed.entries] == ["good"]
+    assert sum("no id, link or title" in w for w in parsed.warnings) == 3
+
+
+@pytest.mark.parametrize(
+    ("parsed", "text", "expected"),
+    [
+        (
+            (2024, 6, 3, 7, 0, 0, 0, 155, 0),
+            "Mon, 03 Jun 2024 10:00:00 +0300",
+            "2024-06-03T07:00:00",
+        ),
+        ((2024, 6, 3, 7, 0, 0, 0, 155, 0), "Mon, 03 Jun 2024 10:00:00 MSK", "2024-06-03T07:00:00"),
+        # The year shifts by one across New Year's Eve: still the text's year.
+        ((2024, 1, 1, 2, 0, 0, 0, 1, 0), "2023-12-31T23:00:00-03:00", "2024-01-01T02:00:00"),
+        ((2010, 1, 1, 0, 0, 0, 4, 1, 0), "10000-01-01", None),
+        ((2006, 1, 2, 0, 0, 0, 0, 2, 0), "02 Jan 06", "2006-01-02T00:00:00"),
+        ((2024, 6, 30, 23, 59, 60, 6, 182, 0), "2024-06-30T23:59:60Z", "2024-06-30T23:59:59"),
+        ((2024, 6, 3, 7, 0, 0), None, "2024-06-03T07:00:00"),
+        ([2024, 6, 3, 7, 0, 0], None, None),
+        ((2024, 6), "2024-06", None),
+        ("2024-06-03", "2024-06-03", None),
+        (None, None, None),
+    ],
+)
+def test_dates(parsed: Any, text: str | None, expected: str | None) -> None:
+    value = parse_module._date(parsed, text)
+
+    assert (value.replace(tzinfo=None).isoformat() if value else None) == expected
+
+
 def test_bad_json_feed_items_are_skipped() -> None:
     document = {
         "version": "https://jsonfeed.org/version/1.1",

@@ -633,7 +633,8 @@ def urljoin(base: str, uri: str) -> str:
     if base and uri.isascii() and _PLAIN_URL_RE.match(uri):
         # urljoin gives a plain absolute http(s) URL back as it is.
         return uri
-    uri = _URIFIXER_RE.sub(r"\1\3", uri)
+    if "://" in uri:
+        uri = _URIFIXER_RE.sub(r"\1\3", uri)
     try:
         return urllib.parse.urljoin(base, uri)
     except ValueError:
@@ -652,6 +653,9 @@ def make_safe_absolute_uri(base: str, rel: str | None = None) -> str:
         if not scheme or scheme in ACCEPTABLE_URI_SCHEMES:
             return base
         return ""
+    if rel.isascii() and _PLAIN_URL_RE.match(rel):
+        # What urljoin gives back as it is, and its scheme is http(s).
+        return rel
     uri = urljoin(base, rel)
     if uri.strip().split(":", 1)[0] not in ACCEPTABLE_URI_SCHEMES:
         return ""
@@ -660,6 +664,8 @@ def make_safe_absolute_uri(base: str, rel: str | None = None) -> str:
 
 def looks_like_html(text: str) -> bool:
     """feedparser's ``_FeedParserMixin.looks_like_html``."""
+    if "&" not in text and "</" not in text:
+        return False
     if not (_CLOSE_TAG_RE.search(text) or _ENTITY_LIKE_RE.search(text)):
         return False
     if any(t.lower() not in ACCEPTABLE_ELEMENTS for t in _TAG_NAME_RE.findall(text)):
@@ -710,23 +716,34 @@ _RELATIVE_URI_ATTRS |= {("img", "usemap")}
 
 _DECL_RE = re.compile(r"<!((?!DOCTYPE|--|\[))", re.IGNORECASE)
 _SHORTTAG_RE = re.compile(r"<([^<>\s]+?)\s*/>")
-_RISKY_RE = re.compile(
-    r"<(?:>|\?|!(?!--)|!---?>|/(?![a-zA-Z])|/br|xmp|noembed|noframes|plaintext)"
-    r"|</[a-zA-Z][^<>]*+(?:<|$)|&#(?![0-9]+;|[xX][0-9a-fA-F]+;)",
-    re.IGNORECASE,
-)
-_TAG_OPEN_RE = re.compile(r"<[a-zA-Z]")
-# A start tag sgmllib and an HTML parser read alike: a plain name, attributes
-# that sgmllib's ``attrfind`` takes whole, quoted values closed, then ">".
-_STRICT_TAG_RE = re.compile(
-    r"<[a-zA-Z][-_.:a-zA-Z0-9]*+"
+# Where sgmllib and an HTML parser may read the markup differently: at a "<",
+# one of the risky constructs, or a "<" + letter that does not open a strict
+# start tag (a plain name, attributes that sgmllib's ``attrfind`` takes whole,
+# quoted values closed and holding no "<" + letter, then ">"). One search over
+# the "<"s of the text; a quoted value holding "<" + letter would hide a tag
+# inside another from a left-to-right tag scan.
+_QUOTED_2 = r'"[^"<]*+(?:<(?![a-zA-Z])[^"<]*+)*+"'
+_QUOTED_1 = r"'[^'<]*+(?:<(?![a-zA-Z])[^'<]*+)*+'"
+_MARKUP_CHECK_RE = re.compile(
+    r"<(?:(?i:>|\?|!(?!--)|!---?>|/(?![a-zA-Z])|/br|xmp|noembed|noframes|plaintext"
+    r"|/[a-zA-Z][^<>]*+(?:<|$))"
+    r"|(?=[a-zA-Z])(?![a-zA-Z][-_.:a-zA-Z0-9]*+"
     r"(?:\s++[a-zA-Z_][-:.a-zA-Z_0-9]*+"
-    r"""(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[\][\-a-zA-Z0-9./,:;+*%?!&$()_#=~@]++))?)*+"""
-    r"\s*+/?>"
+    r"(?:\s*+=\s*+(?:"
+    + _QUOTED_2
+    + "|"
+    + _QUOTED_1
+    + r"|[\][\-a-zA-Z0-9./,:;+*%?!&$()_#=~@]++))?)*+"
+    r"\s*+/?>))"
 )
+_RISKY_CHARREF_RE = re.compile(r"&#(?![0-9]+;|[xX][0-9a-fA-F]+;)", re.IGNORECASE)
 _ENTITY_REF_RE = re.compile(r"&([a-zA-Z][-.a-zA-Z0-9]*)(;?)")
 # "image" too: an HTML parser reads it as "img".
-_SURVIVOR_OPEN_RE = re.compile(r"<(a|img|image|abbr|ol|td|th|time)(?=[\s/>])", re.IGNORECASE)
+# (The lookahead only skips the "<"s no name can follow, faster; IGNORECASE
+# makes it take what the names' first letters take, the dotted and dotless i too.)
+_SURVIVOR_OPEN_RE = re.compile(
+    r"<(?=[aiot])(a|img|image|abbr|ol|td|th|time)(?=[\s/>])", re.IGNORECASE
+)
 # sgmllib's ``attrfind`` and feedparser's ``endbracket``.
 _ATTRFIND_RE = re.compile(
     r"\s*([a-zA-Z_][-:.a-zA-Z_0-9]*)[$]?(\s*=\s*"
@@ -740,6 +757,15 @@ _ENDBRACKET_RE = re.compile(
     r"""|.*?(?=[<>]"""
     r")"
 )
+# What ``_ENDBRACKET_RE``'s first branch reads, without a group per character:
+# the branch can only follow one path (a quote starts a quoted value or ends
+# it), so matching it possessively finds the same end, which is ``end(1)``
+# when at least one character was read.
+_ENDBRACKET_FAST_RE = re.compile(
+    r"""(?:[^'"<>]++|"[^"]*+"(?=>|/|\s|\w+=)|'[^']*+'(?=>|/|\s|\w+=))*+(?=[<>])"""
+)
+# ``<a href="...">`` exactly, the survivor most HTML holds.
+_SIMPLE_LINK_RE = re.compile(r'<a href="([^"]*)">')
 _TAGFIND_RE = re.compile(r"[a-zA-Z][-_.:a-zA-Z0-9]*")
 _SPECIAL_RE = re.compile(r'[<>"&]')
 _BARE_AMPERSAND_RE = re.compile(r"&(?!#\d+;|#x[0-9a-fA-F]+;|\w+;)")
@@ -780,26 +806,58 @@ def html_pass(html: str, base: str) -> str | None:
 
     None when the HTML holds a construct this emulation does not vouch for.
     """
-    if "<" not in html and "&" not in html:
+    # Each rewrite and check runs only when the text holds the literal its
+    # pattern starts with (a substring test is far cheaper than a regex scan).
+    if "<" not in html:
+        if "&" not in html:
+            return html
+        # No markup: only the character references matter.
+        if "&#" in html:
+            html = html.replace("&#39;", "'").replace("&#34;", '"')
+            if _RISKY_CHARREF_RE.search(html):
+                return None
+        if "&" in html and _entity_risky(html):
+            return None
         return html
-    html = _DECL_RE.sub(r"&lt;!\1", html)
-    html = _SHORTTAG_RE.sub(_shorttag, html)
-    html = html.replace("&#39;", "'").replace("&#34;", '"')
-    if _RISKY_RE.search(html) or ("&" in html and _entity_risky(html)):
+    bang = "<!" in html
+    if bang:
+        html = _DECL_RE.sub(r"&lt;!\1", html)
+    if "/>" in html:
+        html = _SHORTTAG_RE.sub(_shorttag, html)
+    charref = "&#" in html
+    if charref:
+        html = html.replace("&#39;", "'").replace("&#34;", '"')
+    if _MARKUP_CHECK_RE.search(html):
         return None
-    if html.count("<!--") > html.count("-->"):
-        return None
-    if len(_TAG_OPEN_RE.findall(html)) != len(_STRICT_TAG_RE.findall(html)):
+    if "&" in html:
+        if charref and _RISKY_CHARREF_RE.search(html):
+            return None
+        if _entity_risky(html):
+            return None
+    # (Neither rewrite above makes a "<!" of its own.)
+    if bang and "<!--" in html and html.count("<!--") > html.count("-->"):
         return None
     out: list[str] = []
     last = 0
     _resolved: dict[str, str] = {}
     for match in _SURVIVOR_OPEN_RE.finditer(html):
         start = match.start()
-        end_match = _ENDBRACKET_RE.match(html, start + 1)
-        if end_match is None:
-            return None
-        j = end_match.end(1)
+        simple = _SIMPLE_LINK_RE.match(html, start)
+        if simple is not None:
+            # The most common survivor, read in one go: what the general
+            # reading below makes of it (one attribute, its quotes dropped).
+            out.append(html[last:start])
+            out.append(f"<a{_html_attr('href', simple.group(1), True, base, _resolved)}>")
+            last = simple.end()
+            continue
+        fast_end = _ENDBRACKET_FAST_RE.match(html, start + 1)
+        if fast_end is not None and fast_end.end() > start + 1:
+            j = fast_end.end()
+        else:
+            end_match = _ENDBRACKET_RE.match(html, start + 1)
+            if end_match is None:
+                return None
+            j = end_match.end(1)
         if j >= len(html) or html[j] != ">":
             return None
         tag_match = _TAGFIND_RE.match(html, start + 1)
@@ -812,40 +870,51 @@ def html_pass(html: str, base: str) -> str | None:
             attr = _ATTRFIND_RE.match(html, k)
             if not attr:
                 break
-            name, rest, value = attr.group(1, 2, 3)
+            name, rest, value = attr.groups()
             if not rest:
                 value = name
-            else:
-                if value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
-                    value = value[1:-1]
-                if "&" in value:
-                    value = _ENTITY_IN_ATTR_RE.sub(_entity_in_attr, value)
+            elif value[:1] == "'" == value[-1:] or value[:1] == '"' == value[-1:]:
+                value = value[1:-1]
             attrs[name.lower()] = value
             if attr.end() == k:
                 break
             k = attr.end()
-        items = sorted(
-            (key, value.lower() if key in ("rel", "type") and value else value)
-            for key, value in attrs.items()
-        )
-        parts = []
-        for key, value in items:
-            if (tag, key) in _RELATIVE_URI_ATTRS:
-                # feedparser keeps the value when the resolved URL is unsafe ("").
-                resolved = _resolved.get(value)
-                if resolved is None:
-                    resolved = _resolved[value] = make_safe_absolute_uri(base, value.strip())
-                value = resolved or value
-            if _SPECIAL_RE.search(value):
-                value = value.replace(">", "&gt;").replace("<", "&lt;").replace('"', "&quot;")
-                value = _BARE_AMPERSAND_RE.sub("&amp;", value)
-            parts.append(f' {key}="{value}"')
+        # Sorted by name alone: the names are unique.
+        parts = [
+            _html_attr(key, attrs[key], (tag, key) in _RELATIVE_URI_ATTRS, base, _resolved)
+            for key in sorted(attrs)
+        ]
         out.append(html[last:start])
         slash = " /" if tag in ELEMENTS_NO_END_TAG else ""
         out.append(f"<{tag}{''.join(parts)}{slash}>")
         last = j + 1
+    if not out:
+        return html
     out.append(html[last:])
     return "".join(out)
+
+
+def _html_attr(key: str, value: str, is_uri: bool, base: str, resolved: dict[str, str]) -> str:
+    """`` key="value"`` as feedparser's HTML pass writes an attribute of a surviving element.
+
+    ``value`` is as written (its quotes dropped); ``is_uri``: a URL feedparser
+    resolves against ``base``; ``resolved`` memoises that resolution.
+    """
+    if "&#" in value:
+        # Only numeric references change (";" added): named ones come back as they were.
+        value = _ENTITY_IN_ATTR_RE.sub(_entity_in_attr, value)
+    if value and key in ("rel", "type"):
+        value = value.lower()
+    if is_uri:
+        absolute = resolved.get(value)
+        if absolute is None:
+            absolute = resolved[value] = make_safe_absolute_uri(base, value.strip())
+        # feedparser keeps the value when the resolved URL is unsafe ("").
+        value = absolute or value
+    if _SPECIAL_RE.search(value):
+        value = value.replace(">", "&gt;").replace("<", "&lt;").replace('"', "&quot;")
+        value = _BARE_AMPERSAND_RE.sub("&amp;", value)
+    return f' {key}="{value}"'
 
 
 def _entity_in_attr(match: re.Match[str]) -> str:
@@ -911,7 +980,18 @@ def parse_fast(
 
 # --------------------------------------------------------------------------- the walker
 
-_Info = tuple[str, str, bool]  # (handler key, feedparser tag, unprefixed)
+#: What the walk needs to know of an element name, worked out once per name:
+#: (handler key, feedparser tag, unprefixed, handler, flags). ``flags``:
+#: ``_RESETS_TEXTINPUT`` and ``_RESETS_IMAGE`` (the element ends feedparser's
+#: textinput or image context), ``_IS_ROOT_NAME`` (its tag is "feed" or "rss",
+#: whose xml:lang becomes the feed's language).
+_Info = tuple[str, str, bool, "Handler", int]
+_RESETS_TEXTINPUT = 1
+_RESETS_IMAGE = 2
+_IS_ROOT_NAME = 4
+#: Its handler is ``_h_container``: empty and without attributes, the element
+#: changes nothing but the contexts it ends.
+_IS_CONTAINER = 8
 
 
 class _Walker:
@@ -984,7 +1064,7 @@ class _Walker:
         version = self.version
         if key == "rss":
             if not version.startswith("rss"):
-                attrs = self._attrs(root)
+                attrs = self._attrs(root, root.items())
                 attr_version = attrs.get("version", "")
                 version = _RSS_VERSIONS.get(attr_version) or (
                     "rss20" if attr_version.startswith("2.") else "rss"
@@ -1000,7 +1080,7 @@ class _Walker:
         self.version = version
         self.is_atom = version.startswith("atom")
         self.is_atom10 = version == "atom10"
-        self._element(root)
+        self._element(root, root.tag)
         return FastFeed(version=version, feed=self.feed, entries=self.entries)
 
     def _namespaces(self, declarations: list[tuple[str, str]]) -> None:
@@ -1069,17 +1149,49 @@ class _Walker:
             doc_prefix, suffix = "", localname
         canonical = self.namespacemap.get(doc_prefix, doc_prefix)
         key = canonical + "_" + suffix if canonical else suffix
-        info = (key, localname, not canonical)
+        unprefixed = not canonical
+        flags = 0
+        if unprefixed:
+            if key not in ("title", "link", "description", "name"):
+                flags |= _RESETS_TEXTINPUT
+            if key not in ("title", "link", "description", "url", "href", "width", "height"):
+                flags |= _RESETS_IMAGE
+        if localname in ("feed", "rss"):
+            flags |= _IS_ROOT_NAME
+        handler = _handler(key)
+        if handler is _h_container and not flags & _IS_ROOT_NAME:
+            flags |= _IS_CONTAINER
+        info = (key, localname, unprefixed, handler, flags)
         self.names[tag] = info
         return info
 
     @staticmethod
-    def _attrs(el: Any) -> dict[str, str]:
-        """feedparser's ``attrs_d`` for an element (names lower-cased, rel and type values too)."""
-        items = el.items()
-        if not items:
-            return {}
-        attrs: dict[str, str] = {}
+    def _attrs(el: Any, items: list[tuple[str, str]]) -> dict[str, str]:
+        """feedparser's ``attrs_d`` for an element (names lower-cased, rel and type values too).
+
+        ``items`` is ``el.items()``.
+        """
+        if len(items) == 1:
+            # One attribute, not namespaced (the common case): filed once.
+            only_name, only_value = items[0]
+            if only_name[:1] != "{":
+                only_name = only_name.lower()
+                if only_value and only_name in ("rel", "type"):
+                    only_value = only_value.lower()
+                return {only_name: only_value}
+        attrs: dict[str, str]
+        for name, _ in items:
+            if name[:1] == "{":
+                break
+        else:
+            # No namespaced attribute: every name is filed once, as written.
+            attrs = {name.lower(): value for name, value in items}
+            for key in ("rel", "type"):
+                value = attrs.get(key)
+                if value:
+                    attrs[key] = value.lower()
+            return attrs
+        attrs = {}
         qnames: list[tuple[str, str]] = []
         in_scope: dict[str, str] | None = None
         for name, value in items:
@@ -1112,46 +1224,57 @@ class _Walker:
 
     def _children(self, el: Any) -> None:
         for child in el:
-            if child.tag.__class__ is str:
-                self._element(child)
+            tag = child.tag
+            if tag.__class__ is str:
+                self._element(child, tag)
 
-    def _element(self, el: Any) -> None:
-        key, tag, unprefixed = self._name(el.tag)
-        attrs = self._attrs(el) if el.items() else _NO_ATTRS
+    def _element(self, el: Any, tag: str) -> None:
+        """One element (``tag`` is ``el.tag``): feedparser's start, its handler, its end."""
+        info = self.names.get(tag)
+        if info is None:
+            info = self._name(tag)
+        flags = info[4]
+        items = el.items()
+        if flags & _IS_CONTAINER and not items and not len(el):
+            if flags & _RESETS_TEXTINPUT:
+                self.intextinput = False
+            if flags & _RESETS_IMAGE:
+                self.inimage = False
+            return
         self.depth += 1
-        old_base, old_lang = self.base, self.lang
-        if attrs:
+        old_base = self.base
+        old_lang = self.lang
+        if items:
+            attrs = self._attrs(el, items)
             base_attr = attrs.get("xml:base", attrs.get("base"))
             if base_attr:
                 if "xml:base" not in attrs:
                     raise _Decline
-                self.base = make_safe_absolute_uri(self.base, base_attr) or self.base
+                self.base = make_safe_absolute_uri(old_base, base_attr) or old_base
             else:
                 self.base = self._same_base()
             lang = attrs.get("xml:lang", attrs.get("lang"))
+            if lang == "":
+                lang = None
+            elif lang is None:
+                lang = old_lang
+            if lang and flags & _IS_ROOT_NAME:
+                self.feed["language"] = lang.replace("_", "-")
+            self.lang = lang
         else:
-            self.base = self._same_base()
-            lang = None
-        if lang == "":
-            lang = None
-        elif lang is None:
-            lang = self.lang
-        if lang and tag in ("feed", "rss"):
-            self.feed["language"] = lang.replace("_", "-")
-        self.lang = lang
-        if unprefixed:
-            if key not in ("title", "link", "description", "name"):
-                self.intextinput = False
-            if key not in ("title", "link", "description", "url", "href", "width", "height"):
-                self.inimage = False
-        handler = _HANDLERS.get(key)
-        if handler is not None:
-            handler(self, el, attrs)
-        elif key in START_HANDLERS or key in END_HANDLERS:
-            raise _Decline
-        else:
-            self._unknown(el, key, attrs)
-        self.base, self.lang = old_base, old_lang
+            attrs = _NO_ATTRS
+            base = self.base_memo.get(old_base)
+            self.base = self._same_base() if base is None else base
+            # No xml:lang: the language in scope stays.
+            if old_lang and flags & _IS_ROOT_NAME:
+                self.feed["language"] = old_lang.replace("_", "-")
+        if flags & _RESETS_TEXTINPUT:
+            self.intextinput = False
+        if flags & _RESETS_IMAGE:
+            self.inimage = False
+        info[3](self, el, attrs)
+        self.base = old_base
+        self.lang = old_lang
         self.depth -= 1
 
     def _same_base(self) -> str:
@@ -1160,16 +1283,6 @@ class _Walker:
         if memo is None:
             memo = self.base_memo[base] = make_safe_absolute_uri(base, base) or base
         return memo
-
-    def _unknown(self, el: Any, key: str, attrs: dict[str, str]) -> None:
-        if key in _GENERIC_STORED:
-            if attrs:
-                raise _Decline
-            self._pop(key, self._text(el), True, None)
-            return
-        if key in _DANGEROUS_KEYS:
-            raise _Decline
-        self._children(el)
 
     # ------------------------------------------------------------------ feedparser's machinery
 
@@ -1204,21 +1317,20 @@ class _Walker:
         output = text.strip()
         if not expecting:
             return output
-        if element in CAN_BE_RELATIVE_URI and output and (element != "id" or self.guidislink):
+        if output and element in CAN_BE_RELATIVE_URI and (element != "id" or self.guidislink):
             output = urljoin(self.base or "", output)
         if detail is not None:
+            # (A detail's type is mapped already: ``map_content_type`` of it is itself.)
             content_type = detail["type"]
-            if not self.is_atom and content_type == "text/plain" and looks_like_html(output):
+            if content_type == "text/plain" and not self.is_atom and looks_like_html(output):
                 detail["type"] = content_type = "text/html"
-            if (
-                element in CAN_CONTAIN_RELATIVE_URIS
-                and map_content_type(content_type) in _HTML_TYPES
-            ):
+            if content_type in _HTML_TYPES and element in CAN_CONTAIN_RELATIVE_URIS:
                 passed = html_pass(output, self.base)
                 if passed is None:
                     passed = self.resolve_html(output, self.base, content_type)
                 output = passed
-        output = _fix_text(output)
+        if not output.isascii():
+            output = _fix_text(output)
         if element in ("category", "tags", "itunes_keywords"):
             return output
         if element == "title" and -1 < self.title_depth <= self.depth:
@@ -1231,7 +1343,8 @@ class _Walker:
                 entry.setdefault("content", []).append({**detail, "value": output})
             elif element == "link":
                 if not self.inimage:
-                    output = _AMP_REF_RE.sub(r"&\g<1>", output.replace("&amp;", "&"))
+                    if "&" in output:
+                        output = _AMP_REF_RE.sub(r"&\g<1>", output.replace("&amp;", "&"))
                     entry["link"] = output
             else:
                 if element == "description":
@@ -1249,7 +1362,8 @@ class _Walker:
                 element = "subtitle"
             context[_SET_KEYMAP.get(element, element)] = output
             if element == "link":
-                output = _AMP_REF_RE.sub(r"&\g<1>", output)
+                if "&" in output:
+                    output = _AMP_REF_RE.sub(r"&\g<1>", output)
                 context["link"] = output
             elif detail is not None:
                 detail_key = element + "_detail"
@@ -1308,13 +1422,18 @@ class _Walker:
                 pieces.append(_xml_escape(tail))
 
     def _xhtml_element(self, el: Any, pieces: list[str]) -> None:
-        key, tag, _ = self._name(el.tag)
+        tag_name = el.tag
+        info = self.names.get(tag_name)
+        if info is None:
+            info = self._name(tag_name)
+        key, tag = info[0], info[1]
         if key in END_HANDLERS:
             raise _Decline
         local = tag.rsplit(":", 1)[-1] if ":" in tag else tag
         if local in ("svg", "math"):
             raise _Decline
-        attrs = self._attrs(el) if el.items() else _NO_ATTRS
+        items = el.items()
+        attrs = self._attrs(el, items) if items else _NO_ATTRS
         if "xml:base" in attrs or "base" in attrs:
             raise _Decline
         strattrs = "".join(
@@ -1325,8 +1444,11 @@ class _Walker:
         pieces.append(f"</{local}>")
 
     def _push_content_detail(self, attrs: dict[str, str], default_type: str) -> Record:
+        """A content detail; ``default_type`` is a mapped, text or XML, content type."""
         if self.lang:
             self.lang = self.lang.replace("_", "-")
+        if not attrs:
+            return {"type": default_type, "language": self.lang, "base": self.base}
         content_type = map_content_type(attrs.get("type", default_type))
         if attrs.get("mode", "") == "base64" or not (
             content_type.startswith("text/") or content_type.endswith(("+xml", "/xml"))
@@ -1361,7 +1483,7 @@ class _Walker:
         email = None
         if not author:
             return
-        match = _EMAIL_RE.search(author)
+        match = _EMAIL_RE.search(author) if "@" in author else None
         if match:
             email = match.group(0)
             author = author.replace(email, "")
@@ -1588,6 +1710,11 @@ def _h_other_construct(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
 
 
 def _h_link(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
+    if not attrs:
+        # RSS's <link>URL</link>: no href, the text is the link.
+        w._context().setdefault("links", [])
+        w._pop("link", w._text(el), w.infeed or w.inentry or w.insource, None)
+        return
     attrs = dict(attrs)
     attrs.setdefault("rel", "alternate")
     if attrs["rel"] == "self":
@@ -1639,12 +1766,21 @@ def _h_ignored_text(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
 
 def _h_container(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
     """An element whose handler keeps no state ``parse`` depends on."""
-    w._children(el)
+    if len(el):
+        w._children(el)
 
 
 def _h_category(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
-    w._add_tag(attrs.get("term"), attrs.get("scheme", attrs.get("domain")), attrs.get("label"))
-    w._end_category(w._pop("category", w._text(el), True, None))
+    if attrs:
+        w._add_tag(attrs.get("term"), attrs.get("scheme", attrs.get("domain")), attrs.get("label"))
+    else:
+        # ``_add_tag(None, None, None)``: the tag list, and no tag.
+        w._context().setdefault("tags", [])
+    # ``_pop("category", ...)``: the stripped text, mended (categories are not stored).
+    value = w._text(el).strip()
+    if not value.isascii():
+        value = _fix_text(value)
+    w._end_category(value)
 
 
 def _h_media_category(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
@@ -1659,8 +1795,9 @@ def _h_itunes_category(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
         # Nested itunes:category elements: only the attributes make tags.
         text = [el.text or ""]
         for child in el:
-            if child.tag.__class__ is str:
-                w._element(child)
+            child_tag = child.tag
+            if child_tag.__class__ is str:
+                w._element(child, child_tag)
             text.append(child.tail or "")
         w._end_category(w._pop("category", "".join(text), True, None))
         return
@@ -1696,16 +1833,17 @@ def _author_text(w: _Walker, el: Any) -> str:
         return el.text or ""
     parts = [el.text or ""]
     for child in el:
-        if child.tag.__class__ is str:
-            if not _pushes(w, child) and (child.text or len(child)):
+        child_tag = child.tag
+        if child_tag.__class__ is str:
+            if not _pushes(w, child, child_tag) and (child.text or len(child)):
                 raise _Decline
-            w._element(child)
+            w._element(child, child_tag)
         parts.append(child.tail or "")
     return "".join(parts)
 
 
-def _pushes(w: _Walker, el: Any) -> bool:
-    key = w._name(el.tag)[0]
+def _pushes(w: _Walker, el: Any, tag: str) -> bool:
+    key = w._name(tag)[0]
     if key in _HANDLERS:
         return key in _PUSHING
     return not el.items()
@@ -1898,6 +2036,38 @@ _HANDLERS: dict[str, Handler] = {
     "gml_linearring": _h_decline,
     "rdf_rdf": _h_container,
 }
+
+
+def _stored_handler(key: str) -> Handler:
+    """An element without a handler whose value lands in a key ``parse`` reads."""
+
+    def handler(w: _Walker, el: Any, attrs: dict[str, str]) -> None:
+        if attrs:
+            raise _Decline
+        w._pop(key, w._text(el), True, None)
+
+    return handler
+
+
+_STORED_HANDLERS = {key: _stored_handler(key) for key in _GENERIC_STORED}
+
+
+def _handler(key: str) -> Handler:
+    """The handler of the elements with this handler key."""
+    handler = _HANDLERS.get(key)
+    if handler is not None:
+        return handler
+    if key in START_HANDLERS or key in END_HANDLERS:
+        # feedparser has a handler for it that is not ported.
+        return _h_decline
+    stored = _STORED_HANDLERS.get(key)
+    if stored is not None:
+        return stored
+    if key in _DANGEROUS_KEYS:
+        return _h_decline
+    # An unknown element: its children still count.
+    return _h_container
+
 
 #: Handler keys whose element feedparser pushes (its text is its own).
 _PUSHING = frozenset(_HANDLERS) - {

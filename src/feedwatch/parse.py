@@ -552,16 +552,21 @@ def _convert_entry(
     # A guid without isPermaLink="false" is a URL by RSS's definition, and
     # feedparser resolves it against the base like one ("n-77" becomes
     # "https://host/feeds/n-77"); the link falls back to it when there is none.
-    guid = _str(_get(raw, "id"))
-    link = _str(_get(raw, "link"))
-    title_detail = _get(raw, "title_detail") or {}
-    title = _str(_get(raw, "title"))
+    if not isinstance(raw, dict):
+        # Nothing to read in it (``_get`` gives None): no id, link or title.
+        return None
+    # What ``_get`` does for a dict, without a function call per key.
+    get = dict.get
+    guid = _str(get(raw, "id"))
+    link = _str(get(raw, "link"))
+    title_detail = get(raw, "title_detail") or {}
+    title = _str(get(raw, "title"))
     if not (guid or link or title):
         return None
     content, content_text = _content(raw)
     summary = _summary(raw)
-    published = _date(_get(raw, "published_parsed"), _get(raw, "published"))
-    updated = _date(_get(raw, "updated_parsed"), _get(raw, "updated"))
+    published = _date(get(raw, "published_parsed"), get(raw, "published"))
+    updated = _date(get(raw, "updated_parsed"), get(raw, "updated"))
     if published is None and not is_atom:
         # feedparser files RSS's dc:date under "updated"; in RSS it is the
         # item's one date, its publication (RSS 1.0 has no other).
@@ -577,14 +582,14 @@ def _convert_entry(
         author=_entry_author(raw) or inherit_author,
         published=published,
         updated=updated,
-        categories=tuple(_categories(_get(raw, "tags"))),
+        categories=tuple(_categories(get(raw, "tags"))),
         language=_entry_language(raw) or feed_language,
     )
 
 
-def _content(raw: Any) -> tuple[str | None, str | None]:
+def _content(raw: dict[str, Any]) -> tuple[str | None, str | None]:
     """(HTML content, plain-text content): the longest HTML value, else the longest text one."""
-    values = [c for c in _get(raw, "content") or [] if _str(_get(c, "value"))]
+    values = [c for c in dict.get(raw, "content") or [] if _str(_get(c, "value"))]
     html_values = [c for c in values if _str(_get(c, "type")) in _HTML_TYPES]
     if html_values:
         return _longest(html_values), None
@@ -598,15 +603,15 @@ def _longest(details: list[Any]) -> str:
     return max((str(_get(d, "value")) for d in details), key=len)
 
 
-def _summary(raw: Any) -> str | None:
+def _summary(raw: dict[str, Any]) -> str | None:
     """The summary as HTML (feedparser keeps Atom's type="text" summaries as plain text)."""
-    text = _str(_get(raw, "summary"))
+    text = _str(dict.get(raw, "summary"))
     if text is None:
         return None
-    detail = _get(raw, "summary_detail")
+    detail = dict.get(raw, "summary_detail")
     if detail is None:
         # feedparser copies the content into a missing summary, without its type.
-        detail = next((c for c in _get(raw, "content") or [] if _get(c, "value") == text), None)
+        detail = next((c for c in dict.get(raw, "content") or [] if _get(c, "value") == text), None)
     content_type = _str(_get(detail, "type"))
     if content_type is None or content_type in _HTML_TYPES:
         # RSS descriptions are HTML by custom (feedparser marks them text/html).
@@ -619,7 +624,7 @@ def _plain_to_html(text: str) -> str:
 
 
 def _entry_author(raw: Any) -> str | None:
-    names = [_str(_get(a, "name")) for a in _get(raw, "authors") or [] if isinstance(a, dict)]
+    names = [_str(dict.get(a, "name")) for a in _get(raw, "authors") or [] if isinstance(a, dict)]
     named = [n for n in names if n]
     if named:
         return ", ".join(dict.fromkeys(named))
@@ -636,19 +641,20 @@ def _feed_author(feed: Any) -> str | None:
     return _entry_author(feed)
 
 
-def _entry_language(raw: Any) -> str | None:
-    language = _language(_get(raw, "language"))
+def _entry_language(raw: dict[str, Any]) -> str | None:
+    get = dict.get
+    language = _language(get(raw, "language"))
     if language:
         return language
     # xml:lang (or Content-Language) as feedparser recorded it on the text constructs.
     details = [
-        *(_get(raw, "content") or []),
-        _get(raw, "title_detail"),
-        _get(raw, "summary_detail"),
+        *(get(raw, "content") or []),
+        get(raw, "title_detail"),
+        get(raw, "summary_detail"),
     ]
     for detail in details:
         if isinstance(detail, dict):
-            language = _language(_get(detail, "language"))
+            language = _language(get(detail, "language"))
             if language:
                 return language
     return None
@@ -672,7 +678,7 @@ def _one_line(text: str | None) -> str | None:
 
 def _categories(tags: Any) -> Iterable[str]:
     for tag in tags or []:
-        term = _str(_get(tag, "term")) if isinstance(tag, dict) else None
+        term = _str(dict.get(tag, "term")) if isinstance(tag, dict) else None
         if term:
             yield term
 
@@ -710,6 +716,7 @@ _EXTRA_ZONES = {
     "WEST": "+0100",
 }
 _RFC822_ZONE_RE = re.compile(r"\s([A-Za-z]{3,4})\s*$")
+_DATE_TUPLE_TYPES = (time.struct_time, tuple)
 
 
 def _date(parsed: Any, raw: Any) -> datetime | None:
@@ -719,9 +726,9 @@ def _date(parsed: Any, raw: Any) -> datetime | None:
         extra = _extra_zone_date(text)
         if extra is not None:
             return extra
-    if not isinstance(parsed, time.struct_time | tuple) or len(parsed) < 6:
+    if not isinstance(parsed, _DATE_TUPLE_TYPES) or len(parsed) < 6:
         return None
-    year, month, day, hour, minute, second = (int(v) for v in parsed[:6])
+    year, month, day, hour, minute, second = map(int, parsed[:6])
     if text is not None and not _year_in_text(year, text):
         # feedparser reads "10000-01-01" as a date in 2010: trust only a year the
         # text actually contains.
@@ -740,8 +747,8 @@ def _year_in_text(year: int, text: str) -> bool:
         return True
     # The year shifts by one when the offset crosses midnight on New Year's Eve;
     # runs like "20031213" (ISO basic format) start with the year.
-    years = [str(y) for y in (year, year - 1, year + 1)]
-    return any(run.startswith(y) for run in runs for y in years)
+    years = (str(year), str(year - 1), str(year + 1))
+    return any(run.startswith(years) for run in runs)
 
 
 def _extra_zone_date(text: str) -> datetime | None:
