@@ -4,15 +4,19 @@ within a time budget."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,15 +32,76 @@ NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RULES = (RuleSpec("any", "the OR a OR of"), RuleSpec("never", "zzzqqq"))
 
 
-def job(content: bytes = DOC, headers: dict[str, str] | None = None) -> PrepareJob:
+def job(
+    content: bytes = DOC, headers: dict[str, str] | None = None, feed: str = "feed"
+) -> PrepareJob:
     return PrepareJob(
         content=content,
         url=URL,
         headers=headers if headers is not None else {"content-type": "application/rss+xml"},
-        feed="feed",
+        feed=feed,
         feed_tags=("news",),
         polled_at=NOW,
     )
+
+
+def titled(title: str, *, sleep: float = 0.0) -> PrepareJob:
+    """A small feed called ``title``; with ``sleep`` (and the ``slow_feeds`` fixture)
+    its worker takes that many more seconds over it."""
+    content = (
+        f'<rss version="2.0"><channel><title>{title}</title><item><title>An item</title>'
+        f"<link>http://127.0.0.1/{title}</link></item></channel></rss>"
+    ).encode()
+    return job(content, feed=f"sleep:{sleep}" if sleep else "feed")
+
+
+# Loaded by every worker started while the fixture is active (the workers inherit
+# PYTHONPATH), before the worker module imports ``prepare``.
+SLOW_FEEDS_HOOK = """
+import time
+import feedwatch.prepare
+
+_prepare = feedwatch.prepare.prepare
+
+
+def prepare(job, matcher):
+    if job.feed.startswith("sleep:"):
+        time.sleep(float(job.feed.removeprefix("sleep:")))
+    return _prepare(job, matcher)
+
+
+feedwatch.prepare.prepare = prepare
+"""
+
+
+@pytest.fixture
+def slow_feeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers take SECONDS longer over a document of a feed named ``sleep:SECONDS``."""
+    (tmp_path / "sitecustomize.py").write_text(SLOW_FEEDS_HOOK)
+    path = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(path))
+
+
+def in_flight(pool: PreparePool) -> list[int]:
+    """Jobs sent to each worker and not answered yet."""
+    return [sum(item.sent for item in worker.queue) for worker in pool._workers]
+
+
+async def until(condition: Callable[[], bool], seconds: float = 30) -> None:
+    """Poll ``condition`` (the pool's state) until it holds; fail after ``seconds``."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - the pool has no event for this
+            await asyncio.sleep(0.01)
+
+
+def run_bounded(main: Coroutine[Any, Any, None], seconds: float = 60) -> None:
+    """``asyncio.run(main)``, failing instead of hanging when replies get lost."""
+
+    async def bounded() -> None:
+        async with asyncio.timeout(seconds):
+            await main
+
+    asyncio.run(bounded())
 
 
 def alive(pid: int) -> bool:
@@ -73,9 +138,10 @@ def test_a_document_is_prepared_in_a_worker_as_it_is_inline() -> None:
     asyncio.run(run())
 
 
-def test_new_rules_reach_the_workers_before_their_next_document() -> None:
+@pytest.mark.parametrize("depth", [1, 2])
+def test_new_rules_reach_the_workers_before_their_next_document(depth: int) -> None:
     async def run() -> None:
-        pool = PreparePool(rules=RULES, workers=1, budget=30)
+        pool = PreparePool(rules=RULES, workers=1, budget=30, depth=depth)
         try:
             before = await pool(job())
             pool.set_rules([RuleSpec("never", "zzzqqq")])
@@ -88,9 +154,10 @@ def test_new_rules_reach_the_workers_before_their_next_document() -> None:
     asyncio.run(run())
 
 
-def test_a_document_over_its_budget_is_stopped_and_the_next_one_works() -> None:
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_document_over_its_budget_is_stopped_and_the_next_one_works(depth: int) -> None:
     async def run() -> None:
-        pool = PreparePool(rules=RULES, workers=1, budget=30)
+        pool = PreparePool(rules=RULES, workers=1, budget=30, depth=depth)
         try:
             await pool(job())  # the worker is up
             before = pool.pids()
@@ -110,9 +177,10 @@ def test_a_document_over_its_budget_is_stopped_and_the_next_one_works() -> None:
     asyncio.run(run())
 
 
-def test_broken_input_is_a_parse_error_not_a_dead_pool() -> None:
+@pytest.mark.parametrize("depth", [1, 2])
+def test_broken_input_is_a_parse_error_not_a_dead_pool(depth: int) -> None:
     async def run() -> None:
-        pool = PreparePool(workers=1, budget=30)
+        pool = PreparePool(workers=1, budget=30, depth=depth)
         try:
             with pytest.raises(ParseError, match="not a feed"):
                 await pool(job(b"\x00\x01 not a feed at all"))
@@ -125,9 +193,10 @@ def test_broken_input_is_a_parse_error_not_a_dead_pool() -> None:
     asyncio.run(run())
 
 
-def test_a_worker_that_dies_is_a_parse_error_and_is_replaced() -> None:
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_worker_that_dies_is_a_parse_error_and_is_replaced(depth: int) -> None:
     async def run() -> None:
-        pool = PreparePool(workers=1, budget=30)
+        pool = PreparePool(workers=1, budget=30, depth=depth)
         try:
             await pool.start()
             (pid,) = pool.pids()
@@ -140,6 +209,241 @@ def test_a_worker_that_dies_is_a_parse_error_and_is_replaced() -> None:
             await pool.aclose()
 
     asyncio.run(run())
+
+
+# --------------------------------------------------------------------------- depth: jobs in flight
+
+
+def test_two_documents_queued_on_one_worker_are_answered_in_order(slow_feeds: None) -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=2)
+        try:
+            await pool.start()
+            first = asyncio.create_task(pool(titled("A", sleep=0.3)))
+            second = asyncio.create_task(pool(titled("B")))
+            await until(lambda: in_flight(pool) == [2])  # B waits in the pipe behind A
+            b = await second
+            assert first.done()  # replies come in the order the documents went
+            a = await first
+            c = await pool(titled("C"))
+        finally:
+            await pool.aclose()
+        assert (a.title, b.title, c.title) == ("A", "B", "C")
+        assert [item.url for item in b.items] == ["http://127.0.0.1/B"]
+
+    run_bounded(run())
+
+
+def test_the_budget_is_per_document_not_from_when_it_was_queued(slow_feeds: None) -> None:
+    async def run() -> None:
+        # Each takes 1.5 s of a 3 s budget; the second was queued 3 s before its reply.
+        pool = PreparePool(workers=1, budget=3.0, depth=2)
+        try:
+            await pool.start()
+            first = asyncio.create_task(pool(titled("A", sleep=1.5)))
+            second = asyncio.create_task(pool(titled("B", sleep=1.5)))
+            await until(lambda: in_flight(pool) == [2])
+            a, b = await asyncio.gather(first, second)
+        finally:
+            await pool.aclose()
+        assert (a.title, b.title) == ("A", "B")
+
+    run_bounded(run())
+
+
+def test_a_document_over_its_budget_fails_alone_and_the_one_behind_it_runs_again(
+    slow_feeds: None,
+) -> None:
+    async def run() -> None:
+        # B needs 0.5 s of its 4 s (plus the start of a fresh worker), though it
+        # was queued 4 s before A ran out of time.
+        pool = PreparePool(workers=1, budget=4.0, depth=2)
+        try:
+            await pool.start()
+            before = pool.pids()
+            first = asyncio.create_task(pool(titled("A", sleep=60)))
+            second = asyncio.create_task(pool(titled("B", sleep=0.5)))
+            await until(lambda: in_flight(pool) == [2])
+            with pytest.raises(ParseError) as raised:
+                await first
+            assert raised.value.message == ("parsing took longer than 4 s; the parser was stopped")
+            assert raised.value.url == URL
+            b = await second
+            after = pool.pids()
+        finally:
+            await pool.aclose()
+        assert b.title == "B"
+        assert before
+        assert after
+        assert set(before).isdisjoint(after)  # A's worker was killed and replaced
+
+    run_bounded(run())
+
+
+def test_a_worker_killed_with_two_documents_in_flight_fails_only_the_first(
+    slow_feeds: None,
+) -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=2)
+        try:
+            await pool.start()
+            (pid,) = pool.pids()
+            first = asyncio.create_task(pool(titled("A", sleep=30)))
+            second = asyncio.create_task(pool(titled("B")))
+            await until(lambda: in_flight(pool) == [2])
+            os.kill(pid, signal.SIGKILL)
+            with pytest.raises(ParseError) as raised:
+                await first
+            assert raised.value.message == "the parser process died on this document"
+            b = await second
+            c = await pool(titled("C"))
+            assert pool.pids() != [pid]
+        finally:
+            await pool.aclose()
+        assert (b.title, c.title) == ("B", "C")
+
+    run_bounded(run())
+
+
+@pytest.mark.parametrize("cancelled", ["first", "second"])
+def test_a_cancelled_caller_does_not_mix_up_the_replies(slow_feeds: None, cancelled: str) -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=2)
+        try:
+            await pool.start()
+            (pid,) = pool.pids()
+            tasks = {
+                "first": asyncio.create_task(pool(titled("A", sleep=0.5))),
+                "second": asyncio.create_task(pool(titled("B"))),
+            }
+            await until(lambda: in_flight(pool) == [2])
+            tasks[cancelled].cancel()
+            (kept,) = (name for name in tasks if name != cancelled)
+            got = await tasks[kept]
+            with pytest.raises(asyncio.CancelledError):
+                await tasks[cancelled]
+            later = [await pool(titled("C")), await pool(titled("D"))]
+            await until(lambda: in_flight(pool) == [0])
+            # Its reply was read and dropped: the worker lives on.
+            assert pool.pids() == [pid]
+        finally:
+            await pool.aclose()
+        assert got.title == {"first": "A", "second": "B"}[kept]
+        assert [p.title for p in later] == ["C", "D"]
+
+    run_bounded(run())
+
+
+def test_a_job_cancelled_before_its_worker_started_is_never_sent() -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=2)
+        try:
+            cancelled = asyncio.create_task(pool(titled("A")))
+            await asyncio.sleep(0)  # queued; the worker is still starting
+            assert [len(w.queue) for w in pool._workers] == [1]
+            assert in_flight(pool) == [0]
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            assert [len(w.queue) for w in pool._workers] == [0]
+            got = await pool(titled("B"))
+        finally:
+            await pool.aclose()
+        assert got.title == "B"
+
+    run_bounded(run())
+
+
+def test_jobs_go_to_the_least_busy_worker_and_callers_beyond_depth_wait(
+    slow_feeds: None,
+) -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=2, budget=30, depth=2)
+        try:
+            await pool.start()
+            tasks = [asyncio.create_task(pool(titled(t, sleep=0.5))) for t in "ABCD"]
+            waiting = asyncio.create_task(pool(titled("E")))
+            await until(lambda: in_flight(pool) == [2, 2])
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            assert [len(w.queue) for w in pool._workers] == [2, 2]
+            got = await asyncio.gather(*tasks, waiting)
+        finally:
+            await pool.aclose()
+        assert [p.title for p in got] == list("ABCDE")
+
+    run_bounded(run())
+
+
+def test_depth_one_sends_a_worker_one_document_at_a_time(slow_feeds: None) -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=1)
+        try:
+            await pool.start()
+            first = asyncio.create_task(pool(titled("A", sleep=0.5)))
+            second = asyncio.create_task(pool(titled("B")))
+            await until(lambda: in_flight(pool) == [1])
+            await asyncio.sleep(0.1)
+            assert [len(w.queue) for w in pool._workers] == [1]  # B waits for A's reply
+            assert not first.done()
+            a, b = await asyncio.gather(first, second)
+        finally:
+            await pool.aclose()
+        assert (a.title, b.title) == ("A", "B")
+
+    run_bounded(run())
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_new_rules_apply_to_documents_sent_after_them(slow_feeds: None, depth: int) -> None:
+    async def run() -> None:
+        pool = PreparePool(rules=RULES, workers=1, budget=30, depth=depth)
+        try:
+            await pool.start()
+            first = asyncio.create_task(pool(job(feed="sleep:0.5")))
+            await until(lambda: in_flight(pool) == [1])
+            pool.set_rules([RuleSpec("never", "zzzqqq")])
+            second = asyncio.create_task(pool(job()))
+            before, after = await asyncio.gather(first, second)
+        finally:
+            await pool.aclose()
+        assert before.matches  # sent with the old rules
+        assert after.matches == {}
+
+    run_bounded(run())
+
+
+def test_a_job_that_cannot_be_sent_fails_alone() -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=1)
+        try:
+            unpicklable = job(headers={"content-type": lambda: None})  # type: ignore[dict-item]
+            with pytest.raises((pickle.PicklingError, AttributeError)):
+                await pool(unpicklable)
+            assert (await pool(titled("B"))).title == "B"  # its slot was given back
+        finally:
+            await pool.aclose()
+
+    run_bounded(run())
+
+
+def test_closing_fails_the_jobs_still_waiting_and_is_idempotent(slow_feeds: None) -> None:
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30, depth=1)
+        await pool.start()
+        busy = asyncio.create_task(pool(titled("A", sleep=30)))
+        waiting = asyncio.create_task(pool(titled("B")))
+        await until(lambda: in_flight(pool) == [1])
+        await pool.aclose()
+        for task in (busy, waiting):
+            with pytest.raises(RuntimeError, match="closed"):
+                await task
+        assert pool.pids() == []
+        await pool.aclose()
+        with pytest.raises(RuntimeError, match="closed"):
+            await pool(titled("C"))
+
+    run_bounded(run())
 
 
 def test_workers_die_with_their_parent_even_on_sigkill(tmp_path: Path) -> None:
@@ -205,3 +509,29 @@ def test_a_workers_log_lines_use_the_parents_format_and_name_the_feed(
     timeouts = [line for line in lines if "rule_regex_timeout" in json.dumps(line)]
     assert timeouts
     assert all(line.get("feed") == "feed" for line in timeouts)
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_worker_pipes_hold_a_whole_document() -> None:
+    """1 MiB pipes (not 64 KiB): a document crosses in a few writes, not dozens."""
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+
+    async def run() -> None:
+        pool = PreparePool(workers=1, budget=30)
+        try:
+            prepared = await pool(job())
+            process = pool._workers[0]._process
+            assert process is not None
+            assert process.stdin is not None
+            assert process.stdout is not None
+            ends = (
+                process.stdin.transport.get_extra_info("pipe"),
+                process.stdout._transport.get_extra_info("pipe"),  # type: ignore[attr-defined]
+            )
+            sizes = [fcntl.fcntl(end.fileno(), fcntl.F_GETPIPE_SZ) for end in ends]
+        finally:
+            await pool.aclose()
+        assert prepared.items
+        assert sizes == [min(1 << 20, limit)] * 2
+
+    run_bounded(run())

@@ -10,7 +10,9 @@ stderr instead, so it cannot corrupt the frames.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import pickle
@@ -32,6 +34,8 @@ _PR_SET_PDEATHSIG = 1
 #: any document larger than _BIG_DOCUMENT bytes.
 _TRIM_EVERY = 16
 _BIG_DOCUMENT = 1 << 20
+#: Bytes a pipe to the parent holds (Linux's default is 64 KiB).
+_PIPE_SIZE = 1 << 20
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -54,6 +58,20 @@ def _die_with_parent(parent: int) -> None:
             pass
     if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def _widen_pipe(fd: int) -> None:
+    """Make a pipe to the parent hold 1 MiB instead of 64 KiB (Linux; best effort).
+
+    A document or a reply then crosses in one or a few writes: asyncio's pipe
+    transport writes what the pipe takes and moves the rest of its buffer down
+    after every write, which costs the parent quadratic time on a 64 KiB pipe.
+    """
+    setpipe = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setpipe is None:  # pragma: no cover - not Linux
+        return
+    with contextlib.suppress(OSError):  # not a pipe, or over /proc/sys/fs/pipe-max-size
+        fcntl.fcntl(fd, setpipe, _PIPE_SIZE)
 
 
 def _read(stream: BinaryIO) -> tuple[str, Any] | None:
@@ -83,6 +101,8 @@ def main() -> None:
     # Keep fd 1 for the frames; everything else printed goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    for fd in (0, out.fileno()):
+        _widen_pipe(fd)
     sys.stdout = sys.stderr
     stdin = sys.stdin.buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent to handle

@@ -4,10 +4,23 @@ feedparser is pure Python and can spin for a long time on a pathological
 document (feedparser #263: a job stuck in a parse call stops a whole schedule),
 and the CPU-bound part of a poll must not hold the GIL of the process that
 fetches and writes. :class:`PreparePool` runs :func:`feedwatch.prepare.prepare`
-in ``workers`` processes (one per core by default), one document at a time
-each; a document that outlives its budget gets its worker killed and replaced,
-and a :class:`~feedwatch.exceptions.ParseError` for its feed: the other feeds
-go on.
+in ``workers`` processes (one per core by default). A document that outlives
+its budget gets its worker killed and replaced, and a
+:class:`~feedwatch.exceptions.ParseError` for its feed: the other feeds go on.
+
+Each worker has up to ``depth`` documents in flight (2 by default): the next
+one waits in its stdin pipe while it works on the current one, so it need not
+sit idle until our event loop, busy fetching and committing, gets round to
+reading its answer and sending it more work. A worker answers its documents in
+the order it got them. One task per worker (:meth:`PreparePool._drive`) starts
+its process, reads the replies and hands each to the caller of the oldest job,
+so the budget is per document: it starts when the worker gets to the document
+(when the reply before it arrived, or when it was sent to an idle worker), not
+when it was queued. When the worker dies or its current document runs out of
+time, only that document fails; the ones queued behind it go to a fresh
+process. A caller cancelled while its document is in the pipe leaves it there:
+the worker still prepares it and its reply is read and dropped (a document not
+yet sent is simply forgotten).
 
 A worker is a fresh interpreter (``python -m feedwatch._prepare_worker``),
 never a fork of a daemon full of threads and sockets, and imports only the
@@ -21,12 +34,14 @@ and again after :meth:`PreparePool.set_rules` (a reload), before its next job.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import pickle
 import struct
 import sys
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from ._logging import current_format, get_logger
 from ._model import Prepared, PrepareJob, RuleSpec
@@ -63,43 +78,70 @@ class _WorkerDied(Exception):
     pass
 
 
+class _Job:
+    """A document on its way through a worker, and the future its caller awaits."""
+
+    __slots__ = ("data", "deadline", "future", "job", "sent")
+
+    def __init__(self, job: PrepareJob, future: asyncio.Future[tuple[str, object]]) -> None:
+        self.job = job
+        #: Its frame, pickled by the caller (so a job that cannot be sent fails there).
+        self.data = frame(("job", job))
+        self.future = future
+        #: Written to the current process's stdin (a fresh process gets it again).
+        self.sent = False
+        #: When its budget runs out (loop time), from when the worker got to it.
+        self.deadline: float | None = None
+
+
 class _Worker:
     """One worker process, started on first use and again after it died or was killed."""
 
     def __init__(self) -> None:
         self._process: asyncio.subprocess.Process | None = None
         self._dead: list[asyncio.subprocess.Process] = []
+        self._starting = asyncio.Lock()
         self.rules_version = -1
+        #: Jobs given to this worker, oldest (the one it is working on) first.
+        self.queue: collections.deque[_Job] = collections.deque()
+        #: Set when a job is queued, for the task that reads the replies.
+        self.wake = asyncio.Event()
+        #: That task (:meth:`PreparePool._drive`), while the worker has a process or jobs.
+        self.task: asyncio.Task[None] | None = None
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
     async def start(self) -> None:
-        await self._reap()
-        if self.running:
-            return
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "feedwatch._prepare_worker",
-            str(os.getpid()),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            # Its log lines (a regex over its time budget) in the parent's format.
-            env={**os.environ, LOG_FORMAT_ENV: current_format()},
-        )
-        self.rules_version = -1
+        """Start a process unless there is one: one that died with jobs sent to it is
+        for the reader to find (end of its stdout), and then :meth:`kill`."""
+        async with self._starting:  # the pool's start() and the worker's task may race
+            await self._reap()
+            if self._process is not None:
+                return
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "feedwatch._prepare_worker",
+                str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                # Its log lines (a regex over its time budget) in the parent's format.
+                env={**os.environ, LOG_FORMAT_ENV: current_format()},
+            )
+            self.rules_version = -1
 
-    async def send(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the worker's stdin, without waiting.
+
+        No drain: at most ``depth`` documents are buffered per worker, and a
+        worker that died is noticed by the reader (end of its stdout).
+        """
         process = self._process
         assert process is not None
         assert process.stdin is not None
-        try:
-            process.stdin.write(data)
-            await process.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise _WorkerDied from exc
+        process.stdin.write(data)
 
     async def receive(self) -> tuple[str, object]:
         process = self._process
@@ -159,8 +201,11 @@ class PreparePool:
     """``await pool(job)`` -> :class:`Prepared`, within ``budget`` seconds per document.
 
     A :data:`~feedwatch.prepare.PrepareRunner`. ``workers`` documents are prepared
-    at once, each in its own process. Call :meth:`start` early to have the
-    workers ready (they start on first use otherwise) and :meth:`aclose` when done.
+    at once, each in its own process, and each worker has up to ``depth`` documents
+    in flight (``depth=1``: it gets the next one only once it has answered);
+    a job goes to the worker with the fewest, and callers beyond
+    ``workers * depth`` wait. Call :meth:`start` early to have the workers ready
+    (they start on first use otherwise) and :meth:`aclose` when done.
     """
 
     def __init__(
@@ -169,16 +214,20 @@ class PreparePool:
         rules: Iterable[RuleSpec] = (),
         workers: int = 1,
         budget: float = PARSE_BUDGET,
+        depth: int = 2,
     ) -> None:
         self._workers = [_Worker() for _ in range(max(1, workers))]
         self._budget = budget
+        self._depth = max(1, depth)
         self._rules: tuple[RuleSpec, ...] = tuple(rules)
         self._rules_version = 0
-        self._idle: asyncio.Queue[_Worker] | None = None
+        # One per job in a worker's queue: the pool never holds more than
+        # workers * depth, so a caller that gets one finds a worker with room.
+        self._slots = asyncio.Semaphore(len(self._workers) * self._depth)
         self._closed = False
 
     def set_rules(self, rules: Sequence[RuleSpec]) -> None:
-        """Match with ``rules`` from the next document on (each worker gets them once)."""
+        """Match with ``rules`` from the next document sent on (each worker gets them once)."""
         rules = tuple(rules)
         if rules != self._rules:
             self._rules = rules
@@ -188,63 +237,58 @@ class PreparePool:
         """Process ids of the running workers."""
         return [pid for pid in (w.pid for w in self._workers) if pid is not None]
 
-    def _queue(self) -> asyncio.Queue[_Worker]:
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-            for worker in self._workers:
-                self._idle.put_nowait(worker)
-        return self._idle
-
     async def start(self) -> None:
         """Start every worker process and send it the rules, without waiting for a job."""
         if self._closed:
             raise RuntimeError("PreparePool is closed")
-        idle = self._queue()
-        for _ in self._workers:
-            worker = await idle.get()  # never one that is busy with a document
-            try:
-                await worker.start()
-                await self._send_rules(worker)
-            finally:
-                idle.put_nowait(worker)
+        for worker in self._workers:
+            if worker.task is None and not worker.running:
+                worker.kill()  # died idle, before any job: replace it
+            await worker.start()
+            self._flush(worker)
 
-    async def _send_rules(self, worker: _Worker) -> None:
+    def _flush(self, worker: _Worker) -> None:
+        """Send ``worker`` the rules if they changed, then the jobs it has not got yet.
+
+        Synchronous, so the frames go out in the order of its queue.
+        """
+        if not worker.running:
+            return  # starting (its task sends them once it runs) or gone (it restarts)
         if worker.rules_version != self._rules_version:
-            await worker.send(frame(("rules", self._rules)))
+            worker.write(frame(("rules", self._rules)))
             worker.rules_version = self._rules_version
+        for item in worker.queue:
+            if not item.sent:
+                worker.write(item.data)
+                item.sent = True
 
     async def __call__(self, job: PrepareJob) -> Prepared:
         if self._closed:
             raise RuntimeError("PreparePool is closed")
-        idle = self._queue()
-        worker = await idle.get()
+        await self._slots.acquire()
+        if self._closed:  # closed while we waited
+            self._slots.release()
+            raise RuntimeError("PreparePool is closed")
         try:
-            return await self._run(worker, job)
-        finally:
-            idle.put_nowait(worker)
-
-    async def _run(self, worker: _Worker, job: PrepareJob) -> Prepared:
-        data = frame(("job", job))
-        try:
-            async with asyncio.timeout(self._budget):
-                await worker.start()
-                await self._send_rules(worker)
-                await worker.send(data)
-                reply = await worker.receive()
-        except TimeoutError:
-            worker.kill()
-            raise ParseError(
-                f"parsing took longer than {self._budget:g} s; the parser was stopped",
-                url=job.url,
-            ) from None
-        except _WorkerDied:
-            worker.kill()
-            raise ParseError("the parser process died on this document", url=job.url) from None
+            item = _Job(job, asyncio.get_running_loop().create_future())
         except BaseException:
-            # Cancelled mid-document: the worker's state is unknown; start afresh.
-            worker.kill()
+            self._slots.release()
             raise
-        status, value = reply
+        worker = min(self._workers, key=lambda w: len(w.queue))
+        assert len(worker.queue) < self._depth
+        worker.queue.append(item)
+        self._flush(worker)
+        worker.wake.set()
+        if worker.task is None:
+            worker.task = asyncio.create_task(self._drive(worker))
+        try:
+            status, value = await item.future
+        except asyncio.CancelledError:
+            if not item.sent and item in worker.queue:  # never reached the worker
+                worker.queue.remove(item)
+                self._slots.release()
+            # Else the worker prepares it anyway; its reply is read and dropped.
+            raise
         if status == "ok":
             assert isinstance(value, Prepared)
             return value
@@ -253,8 +297,92 @@ class PreparePool:
         # A bug in the worker, not the feed's fault: the pipeline records it as internal.
         raise RuntimeError(f"worker failed: {value}")
 
+    async def _drive(self, worker: _Worker) -> None:
+        """Run ``worker``'s jobs: start its process and read its replies; when the
+        process dies or overruns a budget, fail the document it was on and start
+        a fresh one for the jobs behind it. Ends when that leaves no job."""
+        try:
+            while True:
+                try:
+                    await worker.start()
+                except Exception as exc:  # no process, so none of its jobs can run
+                    self._fail_all(worker, f"cannot start a parser process: {exc}")
+                    return
+                internal = False
+                try:
+                    await self._serve(worker)
+                except TimeoutError:
+                    reason = f"parsing took longer than {self._budget:g} s; the parser was stopped"
+                except _WorkerDied:
+                    reason = "the parser process died on this document"
+                except Exception as exc:  # an unreadable reply (or a bug here): the
+                    # replies can no longer be matched to the jobs
+                    reason, internal = f"worker failed: {exc!r}", True
+                worker.kill()
+                self._requeue(worker, reason, internal=internal)
+                if not worker.queue:
+                    return
+        finally:
+            worker.task = None
+
+    async def _serve(self, worker: _Worker) -> NoReturn:
+        """Send ``worker``'s process its jobs and hand each reply to the oldest job's
+        caller, until the process dies (:class:`_WorkerDied`) or the job it is on
+        runs out of time (:class:`TimeoutError`)."""
+        loop = asyncio.get_running_loop()
+        self._flush(worker)
+        while True:
+            if not worker.queue:
+                worker.wake.clear()
+                await worker.wake.wait()
+                continue
+            head = worker.queue[0]
+            if not head.sent:  # the process ended while idle: _flush could not send it
+                raise _WorkerDied
+            if head.deadline is None:  # the worker is on it from now
+                head.deadline = loop.time() + self._budget
+            async with asyncio.timeout_at(head.deadline):
+                reply = await worker.receive()
+            assert worker.queue[0] is head  # only this task takes a sent job off the queue
+            worker.queue.popleft()
+            self._slots.release()
+            if not head.future.done():  # else its caller was cancelled: drop the reply
+                head.future.set_result(reply)
+
+    def _requeue(self, worker: _Worker, reason: str, *, internal: bool = False) -> None:
+        """The process of ``worker`` is gone: fail the job it was on with a ParseError
+        (a RuntimeError if ``internal``); the others go to its next process (those
+        whose callers left are dropped)."""
+        queue = worker.queue
+        if queue and queue[0].sent:
+            head = queue.popleft()
+            self._slots.release()
+            if not head.future.done():
+                error = RuntimeError(reason) if internal else ParseError(reason, url=head.job.url)
+                head.future.set_exception(error)
+        for item in list(queue):
+            if item.future.done():
+                queue.remove(item)
+                self._slots.release()
+            else:
+                item.sent = False
+                item.deadline = None
+
+    def _fail_all(self, worker: _Worker, message: str) -> None:
+        while worker.queue:
+            item = worker.queue.popleft()
+            self._slots.release()
+            if not item.future.done():
+                item.future.set_exception(RuntimeError(message))
+
     async def aclose(self) -> None:
-        """Let every worker finish and exit (killed after a grace period). Idempotent."""
+        """Stop every worker: jobs still waiting fail with RuntimeError, the processes
+        exit (killed after a grace period). Idempotent."""
         self._closed = True
+        tasks = [w.task for w in self._workers if w.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         for worker in self._workers:
+            self._fail_all(worker, "PreparePool is closed")
             await worker.close()
