@@ -772,3 +772,35 @@ def test_unusable_database_url(
     assert message in result.stderr
     assert result.stdout == ""
     assert site.paths_requested() == []
+
+
+# --------------------------------------------------------------------------- the program
+
+
+def program(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m feedwatch ARGS`` in a fresh process (the entry point, quick exit)."""
+    return subprocess.run(
+        [sys.executable, "-m", "feedwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
+
+
+def test_the_program_exits_with_the_command_status_and_flushed_output(tmp_path: Path) -> None:
+    version = program("--version")
+    assert (version.returncode, version.stdout.strip()) == (0, "feedwatch, version 0.1.0")
+    missing = program("--config", str(tmp_path / "none.yaml"), "poll")
+    assert missing.returncode == 2
+    assert "configuration file not found" in missing.stderr
+    usage = program("no-such-command")
+    assert usage.returncode == 2
+    assert "No such command" in usage.stderr
+    # The output arrives whole through a pipe, though the process skips Python's
+    # own teardown.
+    helped = program("rules", "--help")
+    assert helped.returncode == 0
+    in_process = CliRunner().invoke(main, ["rules", "--help"], prog_name="python -m feedwatch")
+    assert helped.stdout.split() == in_process.output.split()  # (wrapped to other widths)
