@@ -85,8 +85,9 @@ def _strip_slowly(text: str) -> str:
     decomposed = unicodedata.normalize("NFD", text)
     out: list[str] = []
     latin_base = False
+    is_mark = _MARKS.match
     for ch in decomposed:
-        if unicodedata.category(ch)[0] == "M":
+        if is_mark(ch):
             if latin_base:
                 continue
         else:
@@ -95,12 +96,12 @@ def _strip_slowly(text: str) -> str:
     return unicodedata.normalize("NFC", "".join(out)).translate(_LATIN_EXTRA)
 
 
-# Latin letters beyond ASCII, and the combining-mark blocks.
-_LATIN_OR_MARK = re.compile(
-    "[\u00c0-\u02af\u1d00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uab30-\uab6f"
-    "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+# Latin letters beyond ASCII, and combining marks: every mark, as fold_text's _MARK
+# sees them (the regex module's \p{M}), not only the combining-diacritics blocks.
+_LATIN_OR_MARK = regex.compile(
+    "[\u00c0-\u02af\u1d00-\u1eff\u2c60-\u2c7f\ua720-\ua7ff\uab30-\uab6f\\p{M}]"
 )
-_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+_MARKS = regex.compile(r"\p{M}")
 # Precomposed Latin letter -> the letter without its accents (or as _LATIN_EXTRA says).
 _LATIN_TABLE: dict[int, str] = {}
 for _cp in (*range(0x00C0, 0x0250), *range(0x1E00, 0x1F00)):
