@@ -30,7 +30,7 @@ from feedwatch._model import (
     RuleSpec,
 )
 from feedwatch.decide import HASH_CHANGED_LIMIT
-from feedwatch.exceptions import ErrorKind, FetchError
+from feedwatch.exceptions import ErrorKind, FetchError, ParseAborted
 from feedwatch.pipeline import Pipeline
 from feedwatch.prepare import InlinePrepare
 from feedwatch.rules import compile_rules
@@ -664,3 +664,30 @@ def test_a_new_url_in_the_config_forgets_the_body(storage: SqlStorage) -> None:
     assert (after.body_hash, after.body_error) == (None, None)
     h.poll()
     assert prepare.urls == [URL_A, URL_C]
+
+
+def test_a_stopped_parse_is_not_remembered_for_the_unchanged_body(storage: SqlStorage) -> None:
+    """Over its budget or a dead worker says nothing about the document: the same
+    body is parsed again next time (and may then succeed)."""
+
+    class StoppedOnce(CountingPrepare):
+        async def __call__(self, job: PrepareJob) -> Prepared:
+            self.urls.append(job.url)
+            if len(self.urls) == 1:
+                raise ParseAborted("parsing took longer than 30 s; the parser was stopped")
+            return await InlinePrepare.__call__(self, job)
+
+    h = Harness(storage, [feed("a", URL_A)])
+    prepare = StoppedOnce()
+    h.pipeline._prepare = prepare
+    h.fetcher.ok(URL_A, DOC_A)
+    first = h.poll_one("a")
+    assert (first.status, first.error_kind) == ("error", "parse")
+    (stored,) = h.feeds("a")
+    assert (stored.body_hash, stored.body_error) == (None, None)
+    h.clock.advance(hours=1)
+
+    again = h.poll_one("a")
+
+    assert prepare.urls == [URL_A, URL_A]
+    assert brief(again) == ("a", "ok", 2, 0, 1, 200, None)

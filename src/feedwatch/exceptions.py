@@ -8,6 +8,7 @@
     ├── FeedError                        something went wrong with one feed
     │   ├── FetchError                   the HTTP side (kind says which: timeout, blocked, ...)
     │   └── ParseError                   the document is not a usable feed
+    │       └── ParseAborted             parsing was stopped (budget) or its process died
     └── StorageError                     the database failed or is out of date
 
 Adapters translate their library's exceptions into these at the boundary
@@ -118,6 +119,12 @@ class ParseError(FeedError):
     """The document could not be turned into a feed (nothing usable in it)."""
 
     kind = ErrorKind.PARSE
+
+
+class ParseAborted(ParseError):
+    """Parsing the document was stopped (over its time budget) or its worker process
+    died: no verdict on the document itself, so the next poll parses it again even
+    if it is unchanged (a loaded machine, or a killed process, may do better then)."""
 
 
 class StorageError(FeedwatchError):

@@ -55,7 +55,14 @@ from .decide import (
     schedule_next,
     server_hints,
 )
-from .exceptions import ErrorKind, FeedError, FetchError, ParseError, StorageError
+from .exceptions import (
+    ErrorKind,
+    FeedError,
+    FetchError,
+    ParseAborted,
+    ParseError,
+    StorageError,
+)
 from .fetch import Fetcher
 from .outbox import plan_deliveries
 from .storage.base import StorageType
@@ -211,9 +218,9 @@ class Pipeline:
                 )
             )
         except ParseError as exc:
-            return self._record_error(
-                feed, polled_at, exc, http_status=fetched.status, body=(body_hash, exc.message)
-            )
+            # A stopped or crashed parse says nothing about the document: not remembered.
+            body = None if isinstance(exc, ParseAborted) else (body_hash, exc.message)
+            return self._record_error(feed, polled_at, exc, http_status=fetched.status, body=body)
         for warning in prepared.warnings:
             event(log, logging.WARNING, "parse warning", feed=feed.name, warning=warning)
         # The body is in the items now: do not hold it while waiting for the writer.

@@ -45,7 +45,7 @@ from typing import NoReturn
 
 from ._logging import current_format, get_logger
 from ._model import Prepared, PrepareJob, RuleSpec
-from .exceptions import ParseError
+from .exceptions import ParseAborted, ParseError
 
 log = get_logger(__name__)
 
@@ -358,7 +358,7 @@ class PreparePool:
             head = queue.popleft()
             self._slots.release()
             if not head.future.done():
-                error = RuntimeError(reason) if internal else ParseError(reason, url=head.job.url)
+                error = RuntimeError(reason) if internal else ParseAborted(reason, url=head.job.url)
                 head.future.set_exception(error)
         for item in list(queue):
             if item.future.done():
