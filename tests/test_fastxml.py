@@ -645,6 +645,18 @@ def test_mutated_feeds_agree_or_decline(
     assert _differences(fast, slow, URL) == []
 
 
+def test_xhtml_element_with_a_non_ascii_name_agrees_or_declines() -> None:
+    """Found by the mutation test: ``<img`` with its "i" flipped to 0x88 (``ˆ`` once
+    the document falls back to windows-1252) is an element to XML, text to
+    feedparser's HTML pass."""
+    seed = EDGE_CASES["atom xhtml content and title"][0]
+    for name in (b"\x88mg", "\u00e9l".encode()):
+        content = seed.replace(b"<img", b"<" + name)
+        assert content != seed
+        fast, slow = _paths(content, URL, XML)
+        assert fast is None or _differences(fast, slow, URL) == []
+
+
 # --------------------------------------------------------------------------- html_pass shortcuts
 
 HTML_BASE = "http://www.example.org/base/"

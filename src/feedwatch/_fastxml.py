@@ -1430,7 +1430,9 @@ class _Walker:
         if key in END_HANDLERS:
             raise _Decline
         local = tag.rsplit(":", 1)[-1] if ":" in tag else tag
-        if local in ("svg", "math"):
+        if local in ("svg", "math") or not local.isascii():
+            # A non-ASCII element name is text to feedparser's HTML pass, which
+            # then writes it back its own way (``<ˆmg .../>``): not ported.
             raise _Decline
         items = el.items()
         attrs = self._attrs(el, items) if items else _NO_ATTRS
