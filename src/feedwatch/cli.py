@@ -129,11 +129,8 @@ def entry_point() -> NoReturn:
         code: object = 0
     except SystemExit as exc:
         code = exc.code
-    status = 0
-    if code is None:
-        status = 0
-    elif isinstance(code, int):
-        status = code
+    if code is None or isinstance(code, int):
+        status = code or 0
     else:  # sys.exit("message"): Python prints it and exits with 1
         print(code, file=sys.stderr)
         status = 1
