@@ -691,3 +691,101 @@ def test_a_stopped_parse_is_not_remembered_for_the_unchanged_body(storage: SqlSt
 
     assert prepare.urls == [URL_A, URL_A]
     assert brief(again) == ("a", "ok", 2, 0, 1, 200, None)
+
+
+# --------------------------------------------------------------------------- write batches
+
+
+class CountingStorage(RecordingStorage):
+    """Records the feeds of every ``commit_feeds`` call (one transaction each)."""
+
+    def __init__(self, inner: SqlStorage) -> None:
+        super().__init__(inner)
+        self.batches: list[list[int]] = []
+
+    def commit_feeds(self, intents: Sequence[FeedUpdateIntent]) -> list[CommitResult]:
+        self.batches.append([intent.feed_id for intent in intents])
+        return super().commit_feeds(intents)
+
+
+def _counting(h: Harness) -> CountingStorage:
+    counting = CountingStorage(h.storage)
+    h.pipeline._storage = counting  # type: ignore[assignment]
+    return counting
+
+
+def test_feeds_finishing_one_after_another_share_one_transaction(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each feed is answered only once the one before it waits for the writer: without
+    # the writer's wait, every feed would be committed alone.
+    monkeypatch.setattr("feedwatch.pipeline.WRITE_LINGER_S", 600.0)
+    h = Harness(storage, [feed("a", URL_A), feed("b", URL_B), feed("c", URL_C)])
+    for url, doc in ((URL_A, DOC_A), (URL_B, DOC_B), (URL_C, rss(title="Feed C"))):
+        h.fetcher.ok(url, doc)
+    counting = _counting(h)
+
+    async def run() -> list[PollResult]:
+        queued = asyncio.Event()
+        h.fetcher.hold(URL_B, until=queued)
+        h.fetcher.hold(URL_C, until=h.fetcher.answered(URL_B))
+        polls = asyncio.gather(*(h.pipeline.poll_feed(f) for f in h.feeds()))
+        # Answered, "a" is prepared inline and queued for the writer without a pause.
+        await h.fetcher.answered(URL_A).wait()
+        assert len(h.pipeline._ready) == 1
+        queued.set()
+        return await asyncio.wait_for(polls, 60)
+
+    results = asyncio.run(run())
+
+    assert [r.status for r in results] == ["ok", "ok", "ok"]
+    assert [sorted(batch) for batch in counting.batches] == [sorted(f.id for f in h.feeds())]
+    assert h.item_keys("a") == ["a1", "a2"]
+    assert h.item_keys("b") == ["b1", "b2"]
+
+
+def test_a_lone_feed_is_committed_without_waiting(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No other feed is on its way: the writer must not wait its 600 s.
+    monkeypatch.setattr("feedwatch.pipeline.WRITE_LINGER_S", 600.0)
+    h = Harness(storage, [feed("a", URL_A), feed("b", URL_B)])
+    h.fetcher.ok(URL_A, DOC_A)
+    h.fetcher.raise_exc(URL_B, FetchError(ErrorKind.TIMEOUT, "timed out", url=URL_B))
+    counting = _counting(h)
+
+    async def run() -> list[PollResult]:
+        return await asyncio.wait_for(h.pipeline.poll(h.feeds()), 60)
+
+    results = asyncio.run(run())
+
+    assert [(r.feed, r.status) for r in results] == [("a", "ok"), ("b", "error")]
+    # The error is recorded at once (its own transaction); "a" is committed alone.
+    assert sorted(counting.batches) == sorted([[f.id] for f in h.feeds()])
+
+
+def test_a_full_batch_is_committed_while_other_feeds_are_on_their_way(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("feedwatch.pipeline.WRITE_LINGER_S", 600.0)
+    monkeypatch.setattr("feedwatch.pipeline.WRITE_BATCH_ITEMS", 2)
+    h = Harness(storage, [feed("a", URL_A), feed("b", URL_B)])
+    h.fetcher.ok(URL_A, DOC_A)  # two items: a full batch
+    h.fetcher.ok(URL_B, DOC_B)
+    counting = _counting(h)
+
+    async def run() -> tuple[PollResult, PollResult]:
+        release_b = asyncio.Event()
+        h.fetcher.hold(URL_B, until=release_b)
+        feed_a, feed_b = h.feeds()
+        poll_b = asyncio.ensure_future(h.pipeline.poll_feed(feed_b))
+        # "b" is still being fetched when "a" is committed.
+        result_a = await asyncio.wait_for(h.pipeline.poll_feed(feed_a), 60)
+        assert not poll_b.done()
+        release_b.set()
+        return result_a, await asyncio.wait_for(poll_b, 60)
+
+    result_a, result_b = asyncio.run(run())
+
+    assert (result_a.new, result_b.new) == (2, 2)
+    assert len(counting.batches) == 2

@@ -243,6 +243,46 @@ def test_sync_config_renames_by_url_and_query(storage: StorageType) -> None:
     assert [(a.rule, a.feed) for a in storage.list_alerts()] == [("r-new", "new")]
 
 
+def test_sync_config_adds_in_file_order_beside_renames_and_removals(
+    storage: StorageType,
+) -> None:
+    """New names are inserted together (one statement), in configuration order, with
+    a rename, a removal and a kept feed in the same sync."""
+    sync(storage, [FeedSpec("old", "https://x"), FeedSpec("keep", "https://y")])
+    sync(
+        storage,
+        [
+            FeedSpec("old", "https://x"),
+            FeedSpec("keep", "https://y"),
+            FeedSpec("gone", "https://g"),
+        ],
+    )
+    old_id, keep_id = feed_id(storage, "old"), feed_id(storage, "keep")
+
+    report = sync(
+        storage,
+        [
+            FeedSpec("z-new", "https://z", tags=("t",)),
+            FeedSpec("new", "https://x"),
+            FeedSpec("keep", "https://y"),
+            FeedSpec("a-new", "https://a", title="A"),
+        ],
+        now=T0 + HOUR,
+    )
+
+    assert report["feeds"] == SyncReport(
+        added=("z-new", "a-new"), renamed=(("old", "new"),), deactivated=("gone",)
+    )
+    assert feed_id(storage, "new") == old_id
+    assert feed_id(storage, "keep") == keep_id
+    assert keep_id < feed_id(storage, "z-new") < feed_id(storage, "a-new")
+    polled = {f.name: f for f in storage.feeds_for_poll()}
+    assert sorted(polled) == ["a-new", "keep", "new", "z-new"]
+    assert polled["z-new"].tags == ("t",)
+    assert feed_status(storage, "a-new").title == "A"
+    assert feed_status(storage, "a-new").next_poll_at == T0 + HOUR
+
+
 def test_sync_config_new_name_for_a_kept_url_is_not_a_rename(storage: StorageType) -> None:
     """Only a row leaving the configuration can be taken over."""
     sync(storage, [FeedSpec("a", "https://same")])

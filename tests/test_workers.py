@@ -535,3 +535,39 @@ def test_worker_pipes_hold_a_whole_document() -> None:
         assert sizes == [min(1 << 20, limit)] * 2
 
     run_bounded(run())
+
+
+def test_items_cross_the_pipe_whole() -> None:
+    """Items pickle as their field values (``Item.__reduce__``): equal, frozen, UTC kept."""
+    from dataclasses import FrozenInstanceError, fields
+
+    from feedwatch._model import Item
+
+    when = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    item = Item(
+        entry_key="k",
+        guid="g",
+        url="https://example.org/a",
+        canonical_url="https://example.org/a",
+        title="Title",
+        content_html="<p>x</p>",
+        content_text="x",
+        author=None,
+        published=when,
+        updated=None,
+        first_seen=when,
+        sort_at=when,
+        tags=("un", "ai"),
+        language="en",
+        content_hash="h",
+    )
+    for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        copy = pickle.loads(pickle.dumps(item, protocol=protocol))
+        assert copy == item
+        assert [getattr(copy, f.name) for f in fields(Item)] == [
+            getattr(item, f.name) for f in fields(Item)
+        ]
+        assert copy.published is not None
+        assert copy.published.tzinfo is UTC
+        with pytest.raises(FrozenInstanceError):
+            copy.title = "changed"  # type: ignore[misc]

@@ -18,9 +18,11 @@ are what a stage produced.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .exceptions import ErrorKind
 
@@ -214,6 +216,27 @@ class Item:
     language: str | None
     #: Hash of the content that matters (volatile fields excluded).
     content_hash: str
+
+    def __reduce__(self) -> tuple[Callable[..., Item], tuple[Any, ...]]:
+        """Pickled as its field values in order: the worker processes send every
+        item of a poll to the main process, and the default of a frozen slotted
+        dataclass calls ``dataclasses.fields()`` again for every item, on both sides."""
+        return _item_from_state, _item_state(self)
+
+
+_ITEM_FIELDS = tuple(f.name for f in fields(Item))
+_item_state = operator.attrgetter(*_ITEM_FIELDS)
+#: The slot descriptors, in field order: setting through them skips the frozen
+#: ``__setattr__``, as the dataclass's own ``__init__`` and ``__setstate__`` do.
+_ITEM_SLOTS = tuple(Item.__dict__[name] for name in _ITEM_FIELDS)
+
+
+def _item_from_state(*state: Any) -> Item:
+    """The :class:`Item` whose field values are ``state`` (the inverse of ``__reduce__``)."""
+    item = object.__new__(Item)
+    for slot, value in zip(_ITEM_SLOTS, state, strict=True):
+        slot.__set__(item, value)
+    return item
 
 
 class ItemChange(enum.StrEnum):

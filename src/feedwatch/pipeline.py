@@ -78,6 +78,12 @@ Clock = Callable[[], datetime]
 #: A write batch closes at this many feeds, or once it holds this many items.
 WRITE_BATCH_FEEDS = 64
 WRITE_BATCH_ITEMS = 2000
+#: While other feeds are still being fetched or prepared, the writer waits up to
+#: this long (seconds) for more of them to join a batch below those sizes. Without
+#: it a busy poll commits nearly every feed alone (the writer keeps up), and every
+#: commit writes the feeds' and indexes' pages and the table's last ones to the
+#: SQLite WAL again: 944 commits for 1,000 feeds, and 2.4 WAL writes per page stored.
+WRITE_LINGER_S = 0.2
 
 
 @dataclass(slots=True)
@@ -124,6 +130,10 @@ class Pipeline:
         self._prepare = prepare
         self._ready: deque[_Fetched] = deque()
         self._writer: asyncio.Task[None] | None = None
+        #: Feeds between the start of their poll and its result (the ready ones included).
+        self._in_progress = 0
+        #: Set whenever a feed joins ``_ready``.
+        self._arrived = asyncio.Event()
         self._clock = clock
         self._rand = rand
 
@@ -156,21 +166,11 @@ class Pipeline:
     async def _poll_feed(self, feed: FeedForUpdate) -> PollResult:
         polled_at = self._clock()
         started = time.perf_counter()
+        self._in_progress += 1
         try:
-            result = await self._poll(feed, polled_at)
-        except FeedError as exc:
-            result = self._record_error(feed, polled_at, exc)
-        except StorageError as exc:
-            # The database failed for this feed; recording may fail as well, but try.
-            failure = FeedError(f"database: {exc}", url=feed.url)
-            failure.kind = ErrorKind.STORAGE
-            result = self._record_error(feed, polled_at, failure)
-        except Exception as exc:
-            # A bug, not the feed's fault: say so loudly, record it, keep the others going.
-            log.critical("unexpected error", exc_info=exc, extra={"kv": {"feed": feed.name}})
-            internal = FeedError(f"internal error: {type(exc).__name__}: {exc}", url=feed.url)
-            internal.kind = ErrorKind.INTERNAL
-            result = self._record_error(feed, polled_at, internal)
+            result = await self._poll_or_record(feed, polled_at)
+        finally:
+            self._in_progress -= 1
         elapsed = time.perf_counter() - started
         level = logging.WARNING if result.failed else logging.INFO
         event(
@@ -185,6 +185,24 @@ class Pipeline:
             error=result.error or "",
         )
         return _with_elapsed(result, elapsed)
+
+    async def _poll_or_record(self, feed: FeedForUpdate, polled_at: datetime) -> PollResult:
+        """The feed's poll result; a failure is recorded on the feed and is its result."""
+        try:
+            return await self._poll(feed, polled_at)
+        except FeedError as exc:
+            return self._record_error(feed, polled_at, exc)
+        except StorageError as exc:
+            # The database failed for this feed; recording may fail as well, but try.
+            failure = FeedError(f"database: {exc}", url=feed.url)
+            failure.kind = ErrorKind.STORAGE
+            return self._record_error(feed, polled_at, failure)
+        except Exception as exc:
+            # A bug, not the feed's fault: say so loudly, record it, keep the others going.
+            log.critical("unexpected error", exc_info=exc, extra={"kv": {"feed": feed.name}})
+            internal = FeedError(f"internal error: {type(exc).__name__}: {exc}", url=feed.url)
+            internal.kind = ErrorKind.INTERNAL
+            return self._record_error(feed, polled_at, internal)
 
     async def _poll(self, feed: FeedForUpdate, polled_at: datetime) -> PollResult:
         fetched = await self._fetcher.fetch(
@@ -240,6 +258,7 @@ class Pipeline:
         """
         fetched.done = asyncio.get_running_loop().create_future()
         self._ready.append(fetched)
+        self._arrived.set()
         if self._writer is None:
             # A context of its own: the writer serves every feed, so the feed
             # bound for logging by the task that happens to start it must not stick.
@@ -251,6 +270,7 @@ class Pipeline:
             while self._ready:
                 # Let every feed whose result is already here join this batch.
                 await asyncio.sleep(0)
+                await self._linger()
                 batch: list[_Fetched] = []
                 items = 0
                 while self._ready and len(batch) < WRITE_BATCH_FEEDS and items < WRITE_BATCH_ITEMS:
@@ -264,6 +284,22 @@ class Pipeline:
                 waiting = self._ready.popleft()
                 if waiting.done is not None and not waiting.done.done():
                     waiting.done.cancel()
+
+    async def _linger(self) -> None:
+        """Wait, up to :data:`WRITE_LINGER_S`, while the batch is still small and other
+        feeds are on their way to it; at once when none is (a lone feed, the last ones)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WRITE_LINGER_S
+        while self._in_progress > len(self._ready) and len(self._ready) < WRITE_BATCH_FEEDS:
+            items = sum(len(f.prepared.items) for f in self._ready if f.prepared is not None)
+            remaining = deadline - loop.time()
+            if items >= WRITE_BATCH_ITEMS or remaining <= 0:
+                return
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return
 
     def _commit_batch(self, batch: Sequence[_Fetched]) -> None:
         try:
