@@ -1811,7 +1811,16 @@ def _sqlite_insert_items(
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     when = _sqlite_datetime
     polled = when(polled_at)
-    dumps = json.dumps
+    # The JSON SQLAlchemy would store (json.dumps of the list); a feed's items
+    # mostly repeat a few tag sets.
+    known_tags: dict[tuple[str, ...], str] = {(): "[]"}
+
+    def tags_json(tags: tuple[str, ...]) -> str:
+        found = known_tags.get(tags)
+        if found is None:
+            found = known_tags[tags] = json.dumps(list(tags))
+        return found
+
     rows = [
         (
             feed_id,
@@ -1828,7 +1837,7 @@ def _sqlite_insert_items(
             polled if item.first_seen == polled_at else when(item.first_seen),
             polled,
             polled if item.sort_at == polled_at else when(item.sort_at),
-            dumps(list(item.tags)),
+            tags_json(item.tags),
             item.language,
             item.content_hash,
             change.hash_changes,
