@@ -141,8 +141,11 @@ def _link_and_canonical(link: str | None, base: str) -> tuple[str | None, str | 
 
 
 def _simple_canonical(scheme: str, host: str, path: str | None, query: str | None) -> str:
-    query = "&".join(p for p in (query or "").split("&") if p and not _is_tracking(p))
-    return f"{scheme.lower()}://{host.lower()}{path or '/'}" + (f"?{query}" if query else "")
+    base = f"{scheme.lower()}://{host.lower()}{path or '/'}"
+    if not query:  # most links: no parameter to filter ("" would join to "" too)
+        return base
+    query = "&".join(p for p in query.split("&") if p and not _is_tracking(p))
+    return f"{base}?{query}" if query else base
 
 
 def _normalise_link(link: str, base: str) -> str | None:
@@ -263,8 +266,10 @@ def _tags(categories: Iterable[str]) -> tuple[str, ...]:
     seen: dict[str, str] = {}
     for category in categories:
         tag = _one_line(category)
-        if tag and tag.casefold() not in seen:
-            seen[tag.casefold()] = tag
+        if tag:
+            folded = tag.casefold()
+            if folded not in seen:
+                seen[folded] = tag
     return tuple(seen.values())
 
 
