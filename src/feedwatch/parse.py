@@ -29,7 +29,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin
 
@@ -407,7 +407,106 @@ def _resolve_relative_uris(html_text: str, base: str, content_type: str) -> str:
 
 
 def _feedparser_date(text: str) -> Any:
-    return feedparser.datetimes._parse_date(text)
+    fast = _fast_date(text)
+    return fast if fast is not None else feedparser.datetimes._parse_date(text)
+
+
+# A fast, exact path for the two date shapes nearly every feed writes (feedparser
+# tries its handlers in turn, in pure Python). Each regex accepts only strings that
+# feedparser's handler reads field by field as below; anything else, and any
+# value that handler would reject (month 13, a leap second, an overflow), is
+# declined (None) and goes to feedparser, whose later handlers may still read it.
+# re.ASCII: no Unicode digits, and no case folding of "ſ" to "s" or "K" to "k".
+
+#: W3DTF, ``_parse_date_w3dtf``, feedparser's first handler.
+_W3DTF_RE = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+    r"(?:[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2}(?:\.[0-9]{1,9})?)([Zz]|[+-][0-9]{2}:?[0-9]{2})?)?",
+    re.ASCII,
+)
+#: RFC 822 as feeds write it, ``_parse_date_rfc822``, feedparser's second handler.
+#: The first handler declines all of these: the text before the first "t" or "-"
+#: (or the first word, if there is no "t") is never four characters of an integer,
+#: since a letter (weekday, month) or a space always comes within the first four.
+_RFC822_RE = re.compile(
+    r"(?:(?:mon|tue|wed|thu|fri|sat|sun),? )?([0-9]{1,2}) "
+    r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec) ([0-9]{4}|[0-9]{2}) "
+    r"([0-9]{1,2}):([0-9]{2})(?::([0-9]{2}))? ([+-][0-9]{2}:?[0-9]{2}|[a-z]{1,5})",
+    re.ASCII | re.IGNORECASE,
+)
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+        start=1,
+    )
+}
+_RFC822_ZONE_HOURS: Mapping[str, int] = feedparser.datetimes.rfc822.timezone_names
+
+
+def _fast_date(text: str) -> time.struct_time | None:
+    """``feedparser.datetimes._parse_date(text)`` for the common shapes; None to decline."""
+    try:
+        match = _W3DTF_RE.fullmatch(text)
+        if match is not None:
+            return _w3dtf_date(match)
+        match = _RFC822_RE.fullmatch(text)
+        if match is not None:
+            return _rfc822_date(match)
+    except (ValueError, OverflowError):
+        # feedparser's handler returns None on these, and the next handlers get a try.
+        return None
+    return None
+
+
+def _w3dtf_date(match: re.Match[str]) -> time.struct_time:
+    year, month, day, hour, minute, second, zone = match.groups()
+    zone_hours = zone_minutes = 0
+    if hour is None:
+        # A date alone is midnight UTC.
+        hour = minute = second = "0"
+    elif zone and zone[0] in "+-":
+        # feedparser's slicing, verbatim: "+0530" gives 0 minutes ("+05:30" 30).
+        zone_hours, zone_minutes = int(zone[1:3]), int(zone[4:])
+        if zone[0] == "-":
+            zone_hours, zone_minutes = -zone_hours, -zone_minutes
+    stamp = datetime(int(year), int(month), int(day), int(hour), int(minute), int(float(second)))
+    return _to_utc(stamp, zone_hours, zone_minutes)
+
+
+def _rfc822_date(match: re.Match[str]) -> time.struct_time:
+    day, month_name, year_text, hour, minute, second, zone = match.groups()
+    year = int(year_text)
+    if len(year_text) == 2:
+        year += 1900 if year >= 90 else 2000
+    zone = zone.lower()
+    if zone[0] in "+-":
+        zone_hours, zone_minutes = int(zone[1:3]), int(zone[-2:])
+        if zone[0] == "-":
+            zone_hours, zone_minutes = -zone_hours, -zone_minutes
+    else:
+        if zone.startswith("gmt"):
+            zone = zone[3:] or "gmt"
+        # Unknown names are UTC to feedparser.
+        zone_hours, zone_minutes = _RFC822_ZONE_HOURS.get(zone, 0), 0
+    stamp = datetime(
+        year, _MONTHS[month_name.lower()], int(day), int(hour), int(minute), int(second or 0)
+    )
+    return _to_utc(stamp, zone_hours, zone_minutes)
+
+
+#: timedelta(minutes=..., hours=...) by (hours, minutes): building one from keywords
+#: costs more than the rest of a date. At most 199 * 199 keys (two digits each, signed).
+_ZONE_DELTAS: dict[tuple[int, int], timedelta] = {}
+
+
+def _to_utc(stamp: datetime, zone_hours: int, zone_minutes: int) -> time.struct_time:
+    """``(stamp - timedelta(minutes=zone_minutes, hours=zone_hours)).utctimetuple()``."""
+    key = (zone_hours, zone_minutes)
+    delta = _ZONE_DELTAS.get(key)
+    if delta is None:
+        delta = _ZONE_DELTAS[key] = timedelta(minutes=zone_minutes, hours=zone_hours)
+    return (stamp - delta).utctimetuple()
 
 
 def _parse_xml_feedparser(
@@ -589,7 +688,11 @@ def _convert_entry(
 
 def _content(raw: dict[str, Any]) -> tuple[str | None, str | None]:
     """(HTML content, plain-text content): the longest HTML value, else the longest text one."""
-    values = [c for c in dict.get(raw, "content") or [] if _str(_get(c, "value"))]
+    contents = dict.get(raw, "content")
+    if not contents:
+        # Most entries: no content element at all.
+        return None, None
+    values = [c for c in contents if _str(_get(c, "value"))]
     html_values = [c for c in values if _str(_get(c, "type")) in _HTML_TYPES]
     if html_values:
         return _longest(html_values), None
@@ -654,9 +757,12 @@ def _entry_language(raw: dict[str, Any]) -> str | None:
     ]
     for detail in details:
         if isinstance(detail, dict):
-            language = _language(get(detail, "language"))
-            if language:
-                return language
+            # Mostly None: skip the call for it (_language(None) is None).
+            value = get(detail, "language")
+            if value is not None:
+                language = _language(value)
+                if language:
+                    return language
     return None
 
 
@@ -735,12 +841,21 @@ def _date(parsed: Any, raw: Any) -> datetime | None:
         return None
     try:
         # A leap second (:60) becomes :59 rather than nothing.
-        return datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+        # tzinfo by position: keyword arguments cost a C constructor more than the rest.
+        return datetime(year, month, day, hour, minute, min(second, 59), 0, UTC)
     except (ValueError, OverflowError):
         return None
 
 
 def _year_in_text(year: int, text: str) -> bool:
+    if year >= 1000:
+        # The common case without the regex: the year's digits where a run starts
+        # (at the start, or after anything but a sign or a digit) begin a run of
+        # four or more digits that _YEAR_RUN_RE finds, and that starts with them.
+        digits = str(year)
+        at = text.find(digits)
+        if at == 0 or (at > 0 and text[at - 1] not in "+-" and not text[at - 1].isdecimal()):
+            return True
     runs = _YEAR_RUN_RE.findall(text)
     if not runs:
         # Two-digit years ("02 Jan 06"): nothing to check against.
@@ -752,6 +867,10 @@ def _year_in_text(year: int, text: str) -> bool:
 
 
 def _extra_zone_date(text: str) -> datetime | None:
+    if text[-1:].isdecimal():
+        # Most dates end in an offset or a time: _RFC822_ZONE_RE needs a letter,
+        # or whitespace, last (or a newline after the letters).
+        return None
     match = _RFC822_ZONE_RE.search(text)
     if not match or match.group(1).upper() not in _EXTRA_ZONES:
         return None
