@@ -16,6 +16,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import feedparser
 import pytest
@@ -24,6 +25,7 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from feedwatch import _fastxml, parse
+from feedwatch._html import html_sanitizer
 from feedwatch._model import ParsedFeed
 from feedwatch.exceptions import ParseError
 from feedwatch.normalise import normalise_entries
@@ -58,7 +60,7 @@ def _paths(
     )
     try:
         slow: ParsedFeed | ParseError = parse._parse_xml_feedparser(
-            content, url=url, response_headers=response_headers, warnings=warnings
+            content, url=url, response_headers=response_headers, warnings=warnings, exact=True
         )
     except ParseError as exc:
         slow = exc
@@ -645,6 +647,92 @@ def test_mutated_feeds_agree_or_decline(
     assert _differences(fast, slow, URL) == []
 
 
+def _feedparser_paths(content: bytes, url: str) -> tuple[Any, Any]:
+    """The feedparser path's result (or error message) with feedparser's own HTML
+    pass (``exact``), and with html_pass inside feedparser (what runs in a poll)."""
+    warnings: list[str] = []
+    headers = parse._feedparser_headers(content, {"content-type": "application/xml"}, url, warnings)
+    results: list[Any] = []
+    for exact in (True, False):
+        try:
+            results.append(
+                parse._parse_xml_feedparser(
+                    content, url=url, response_headers=headers, warnings=warnings, exact=exact
+                )
+            )
+        except ParseError as exc:
+            results.append(exc.message)
+        except Exception as exc:  # parse_document turns these into a ParseError
+            results.append(repr(exc))
+        assert feedparser.mixin.resolve_relative_uris is parse._FEEDPARSER_RESOLVER
+    return results[0], results[1]
+
+
+def _feedparser_path_differences(content: bytes, url: str) -> list[str]:
+    exact, quick = _feedparser_paths(content, url)
+    if isinstance(exact, str) or isinstance(quick, str):
+        return [] if exact == quick else [f"{exact!r} != {quick!r}"]
+    found = [
+        f"{name}: {getattr(exact, name)!r} != {getattr(quick, name)!r}"
+        for name in ("format", "title", "link", "language", "ttl_minutes", "warnings")
+        if getattr(exact, name) != getattr(quick, name)
+    ]
+    exact_items, _ = normalise_entries(exact, feed_url=url, now=NOW)
+    quick_items, _ = normalise_entries(quick, feed_url=url, now=NOW)
+    if exact_items != quick_items:
+        found.append(f"items differ: {exact_items!r:.300} != {quick_items!r:.300}")
+    return found
+
+
+@needs_corpus
+def test_feedparser_path_stores_the_same_with_html_pass() -> None:
+    """The real documents the fast path declines (malformed ones, read by
+    feedparser's lenient parser) store the same items either way."""
+    declined = []
+    for path in sorted(p for p in REAL.iterdir() if p.is_file()):
+        content = path.read_bytes()
+        warnings: list[str] = []
+        try:
+            headers = parse._feedparser_headers(content, {}, BASE + path.name, warnings)
+        except ParseError:
+            continue
+        fast = parse._parse_xml_fast(
+            content, url=BASE + path.name, response_headers=headers, warnings=warnings
+        )
+        if fast is None:
+            declined.append((path.name, content))
+    assert len(declined) >= 5  # measured: 9 of 226
+
+    differing = {
+        name: diffs
+        for name, content in declined
+        if (diffs := _feedparser_path_differences(content, BASE + name))
+    }
+
+    assert not differing, differing
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(SEEDS),
+    cut=st.integers(min_value=0, max_value=2000),
+    flips=st.lists(st.tuples(st.integers(0, 2000), st.integers(0, 255)), max_size=3),
+    insert=st.sampled_from(["", "&amp;", "&lt;b&gt;", "&#233;", "&foo;", "<a href=x/>", "</a>"]),
+    at=st.integers(min_value=0, max_value=2000),
+)
+def test_mutated_feeds_store_the_same_with_html_pass_in_feedparser(
+    seed: bytes, cut: int, flips: list[tuple[int, int]], insert: str, at: int
+) -> None:
+    data = bytearray(seed[: max(cut, 40)] if cut < len(seed) else seed)
+    for position, value in flips:
+        if data:
+            data[position % len(data)] = value
+    position = at % (len(data) + 1)
+    content = bytes(data[:position]) + insert.encode() + bytes(data[position:])
+
+    assert _feedparser_path_differences(content, URL) == []
+
+
 def test_xhtml_element_with_a_non_ascii_name_agrees_or_declines() -> None:
     """Found by the mutation test: ``<img`` with its "i" flipped to 0x88 (``ˆ`` once
     the document falls back to windows-1252) is an element to XML, text to
@@ -893,6 +981,35 @@ def test_html_pass_equals_the_straightforward_reading(pieces: list[str], base: s
     html = "".join(pieces)
 
     assert _fastxml.html_pass(html, base) == _reference_html_pass(html, base)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(_HTML_PIECES), min_size=1, max_size=8),
+    base=st.sampled_from([HTML_BASE, "", "https://other.example/a/b"]),
+)
+def test_html_pass_stores_what_feedparsers_own_pass_does(pieces: list[str], base: str) -> None:
+    """Wherever html_pass vouches for text/html, the sanitised HTML stored is the same
+    as after feedparser's own pass: the fast path relies on it, and so does the
+    feedparser path, which uses html_pass inside feedparser (``exact=False``)."""
+    html = "".join(pieces)
+    passed = parse._resolve_through_html_pass(html, base, "utf-8", "text/html")
+    exact = parse._FEEDPARSER_RESOLVER(html, base, "utf-8", "text/html")
+    sanitize = html_sanitizer("http://127.0.0.1:8000/feeds/feed.xml")
+
+    assert sanitize(passed) == sanitize(exact)
+
+
+def test_xhtml_values_keep_feedparsers_own_pass() -> None:
+    # Here feedparser's pass closes the <a> at "/>"; html_pass would not.
+    html = "<a href=u/>'"
+    exact = parse._FEEDPARSER_RESOLVER(html, HTML_BASE, "utf-8", "application/xhtml+xml")
+
+    assert exact == '<a href="http://www.example.org/base/u/"></a>\''
+    assert (
+        parse._resolve_through_html_pass(html, HTML_BASE, "utf-8", "application/xhtml+xml") == exact
+    )
+    assert parse._resolve_through_html_pass(html, HTML_BASE, "utf-8", "text/html") != exact
 
 
 @settings(max_examples=300, deadline=None)
