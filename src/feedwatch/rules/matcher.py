@@ -108,6 +108,8 @@ _ALL_MERGES_UP_TO: Final = 4
 _CACHE_LIMIT: Final = 30_000
 #: Barren chunks remembered per language profile (about 60 bytes each).
 _BARREN_LIMIT: Final = 80_000
+#: Item language tags whose profile is remembered (tags are arbitrary feed text).
+_LANG_TAGS_LIMIT: Final = 1_000
 
 #: Snowball stemmers that never change the first two letters of an ASCII word
 #: into a stem of two letters or more (their suffix regions start at the third
@@ -151,7 +153,6 @@ _QUICK_PUNCTUATION: Final = (
     "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u2026\u2022\u00b7\u2032\u2033"
     "\u00a9\u00ae\u2122\u00b0\u20ac\u00a3\u00a7\u2116"
 )
-_QUICK_TABLE: Final = str.maketrans(dict.fromkeys(_QUICK_PUNCTUATION, " "))
 #: Characters that are never part of a token: a chunk starting with one has no
 #: first token to end a compound with.
 _NOT_IN_TOKENS: Final = frozenset(EDGE_PUNCTUATION + _QUICK_PUNCTUATION)
@@ -1187,6 +1188,8 @@ class RuleSet:
         self._index = {u: tuple(dict.fromkeys(ids)) for u, ids in index.items()}
         self._always = tuple(always)
         self._langs: dict[Profile, _Lang] = {}
+        #: Item language tag -> its profile's caches (spares hashing the profile per item).
+        self._lang_of_tag: dict[str | None, _Lang] = {}
         self._stem_vocab: dict[str, dict[str, tuple[int, ...]]] = {}
 
     @property
@@ -1429,10 +1432,10 @@ class RuleSet:
             if core.isalnum():
                 # As chunk_tokens sees it: one token, folded by lower-casing (ASCII).
                 return core[:2].lower() not in quick
-        else:
-            core = core.translate(_QUICK_TABLE)
-            if not core.isascii() and not (lang.quick_cyrillic and _only_russian(core)):
-                return False
+        elif not _ascii_or_quick(core) and not (lang.quick_cyrillic and _russian_or_quick(core)):
+            return False
+        # Searched without mapping _QUICK_PUNCTUATION to spaces first: the pattern
+        # reads a character of it exactly as a space (in none of its classes).
         pattern = lang.quick_re
         return pattern is not None and pattern.search(core) is None
 
@@ -1609,19 +1612,26 @@ class RuleSet:
         chunks = text.split()
         # Most chunks of most items are barren (no unit, no compound start): only
         # the others are looked at; a field with none of them is skipped whole.
-        rest = set(chunks)
-        rest.difference_update(lang.barren)
+        # ``difference`` looks each distinct chunk up once; ``difference_update``
+        # with the (much larger) barren set would first build the intersection.
+        rest = set(chunks).difference(lang.barren)
         if not rest:
             return None
         known, barren = lang.chunks, lang.barren
         new = rest.difference(known)
         if new:
-            quick = self._quick_barren
+            starts, quick = lang.quick, self._quick_barren
             for chunk in new:
-                if quick(lang, chunk):
-                    barren.add(chunk)
-                else:
-                    self._chunk(lang, chunk)  # into ``known`` or ``barren``
+                if starts is not None:
+                    if chunk.isascii() and chunk.isalnum():
+                        # One ASCII word (most new chunks): _quick_barren's own test of it.
+                        if chunk[:2].lower() not in starts:
+                            barren.add(chunk)
+                            continue
+                    elif quick(lang, chunk):
+                        barren.add(chunk)
+                        continue
+                self._chunk(lang, chunk)  # into ``known`` or ``barren``
             rest.difference_update(barren)
             if not rest:
                 return None
@@ -1665,7 +1675,11 @@ class RuleSet:
 
     def match(self, item: MatchInput) -> list[RuleMatch]:
         """The rules matching ``item``, in rule order, with spans in its original text."""
-        lang = self._lang(profile_for(item.lang))
+        lang = self._lang_of_tag.get(item.lang)
+        if lang is None:
+            lang = self._lang(profile_for(item.lang))
+            if len(self._lang_of_tag) < _LANG_TAGS_LIMIT:
+                self._lang_of_tag[item.lang] = lang
         lang.trim()
         present: set[int] = set()
         uses = self._uses
@@ -1769,7 +1783,12 @@ def _merge(words: Sequence[Word]) -> Word:
 
 #: The first token of an ASCII chunk, when the chunk starts with one.
 _ASCII_WORD: Final = re.compile("[A-Za-z0-9]+").match
-_only_russian: Final = re.compile(f"[\\x00-\\x7f{_QUICK_CYRILLIC}]*").fullmatch
+#: Whether a text is made of ASCII and _QUICK_PUNCTUATION (and Russian letters): the
+#: characters a quickly decided chunk may contain.
+_ascii_or_quick: Final = re.compile(f"[\\x00-\\x7f{re.escape(_QUICK_PUNCTUATION)}]*").fullmatch
+_russian_or_quick: Final = re.compile(
+    f"[\\x00-\\x7f{_QUICK_CYRILLIC}{re.escape(_QUICK_PUNCTUATION)}]*"
+).fullmatch
 
 
 def _cannot_continue(head: str, chunk: str, prefixes: AbstractSet[str]) -> bool:
@@ -1786,8 +1805,9 @@ def _cannot_continue(head: str, chunk: str, prefixes: AbstractSet[str]) -> bool:
 
 
 def _quick_pattern(quick: frozenset[str], cyrillic: bool) -> re.Pattern[str]:
-    """A regex that finds, in a piece of text made of ASCII (and Russian letters when
-    ``cyrillic``), where a token starts whose first two folded letters are in
+    """A regex that finds, in a piece of text made of ASCII and :data:`_QUICK_PUNCTUATION`
+    (which it reads as spaces: no class of it has any of those characters) and Russian
+    letters when ``cyrillic``, where a token starts whose first two folded letters are in
     ``quick`` (a token of one letter: that letter), and every token mixing ASCII
     and Cyrillic (not decided quickly). No match: every token of the text is
     barren and starts no compound.

@@ -276,6 +276,16 @@ def chunk_tokens(chunk: str) -> Chunk:
             # the tokenizer.
             start, core = word
             hit = Chunk(((start, start + len(core)),), (core,), (fold_token(core),), ())
+        elif chunk.isascii():
+            # ASCII (URLs, "e-mail", "U.S."): the tokens are the runs of letters and
+            # digits (as for count_tokens), and of the gaps between two of them only
+            # "-" (or whitespace) is a hyphen gap, as is_hyphen_gap says: the same
+            # result as the general path, with ``re`` and no call per gap.
+            spans = [m.span() for m in _ASCII_TOKEN.finditer(chunk)]
+            raws = tuple(chunk[s:e] for s, e in spans)
+            gaps = [chunk[spans[k][1] : spans[k + 1][0]] for k in range(len(spans) - 1)]
+            joins = tuple(gap == "-" or gap.isspace() for gap in gaps)
+            hit = Chunk(tuple(spans), raws, tuple(map(fold_token, raws)), joins)
         else:
             spans = token_spans(chunk)
             raws = tuple(chunk[s:e] for s, e in spans)
