@@ -789,3 +789,31 @@ def test_a_full_batch_is_committed_while_other_feeds_are_on_their_way(
 
     assert (result_a.new, result_b.new) == (2, 2)
     assert len(counting.batches) == 2
+
+
+def test_feeds_waiting_for_the_writer_hold_at_most_half_the_slots(
+    storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two feeds in flight at most: one waiting for the writer is half of them, so
+    # it is committed while the other is still being fetched.
+    monkeypatch.setattr("feedwatch.pipeline.WRITE_LINGER_S", 600.0)
+    h = Harness(storage, [feed("a", URL_A), feed("b", URL_B)])
+    h.pipeline._max_in_flight = 2
+    h.fetcher.ok(URL_A, DOC_A)
+    h.fetcher.ok(URL_B, DOC_B)
+    counting = _counting(h)
+
+    async def run() -> tuple[PollResult, PollResult]:
+        release_b = asyncio.Event()
+        h.fetcher.hold(URL_B, until=release_b)
+        feed_a, feed_b = h.feeds()
+        poll_b = asyncio.ensure_future(h.pipeline.poll_feed(feed_b))
+        result_a = await asyncio.wait_for(h.pipeline.poll_feed(feed_a), 60)
+        assert not poll_b.done()
+        release_b.set()
+        return result_a, await asyncio.wait_for(poll_b, 60)
+
+    result_a, result_b = asyncio.run(run())
+
+    assert (result_a.new, result_b.new) == (2, 2)
+    assert len(counting.batches) == 2

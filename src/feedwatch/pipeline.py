@@ -287,10 +287,15 @@ class Pipeline:
 
     async def _linger(self) -> None:
         """Wait, up to :data:`WRITE_LINGER_S`, while the batch is still small and other
-        feeds are on their way to it; at once when none is (a lone feed, the last ones)."""
+        feeds are on their way to it; at once when none is (a lone feed, the last ones).
+
+        Feeds waiting here hold their in-flight slots: the wait ends once they hold
+        half of them, so fetching and parsing go on meanwhile.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WRITE_LINGER_S
-        while self._in_progress > len(self._ready) and len(self._ready) < WRITE_BATCH_FEEDS:
+        most = min(WRITE_BATCH_FEEDS, max(1, self._max_in_flight // 2))
+        while self._in_progress > len(self._ready) and len(self._ready) < most:
             items = sum(len(f.prepared.items) for f in self._ready if f.prepared is not None)
             remaining = deadline - loop.time()
             if items >= WRITE_BATCH_ITEMS or remaining <= 0:
