@@ -721,11 +721,11 @@ def test_feeds_finishing_one_after_another_share_one_transaction(
     # the writer's wait, every feed would be committed alone.
     monkeypatch.setattr("feedwatch.pipeline.WRITE_LINGER_S", 600.0)
     h = Harness(storage, [feed("a", URL_A), feed("b", URL_B), feed("c", URL_C)])
-    for url, doc in ((URL_A, DOC_A), (URL_B, DOC_B), (URL_C, rss(title="Feed C"))):
-        h.fetcher.ok(url, doc)
     counting = _counting(h)
 
     async def run() -> list[PollResult]:
+        for url, doc in ((URL_A, DOC_A), (URL_B, DOC_B), (URL_C, rss(title="Feed C"))):
+            h.fetcher.ok(url, doc)  # fresh answers (and their events) for each loop
         queued = asyncio.Event()
         h.fetcher.hold(URL_B, until=queued)
         h.fetcher.hold(URL_C, until=h.fetcher.answered(URL_B))
@@ -742,6 +742,12 @@ def test_feeds_finishing_one_after_another_share_one_transaction(
     assert [sorted(batch) for batch in counting.batches] == [sorted(f.id for f in h.feeds())]
     assert h.item_keys("a") == ["a1", "a2"]
     assert h.item_keys("b") == ["b1", "b2"]
+
+    # The same pipeline in another event loop (as tests do): the writer waits there too.
+    again = asyncio.run(run())
+
+    assert [r.status for r in again] == ["ok", "ok", "ok"]
+    assert len(counting.batches) == 2
 
 
 def test_a_lone_feed_is_committed_without_waiting(

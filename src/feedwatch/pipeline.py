@@ -132,8 +132,9 @@ class Pipeline:
         self._writer: asyncio.Task[None] | None = None
         #: Feeds between the start of their poll and its result (the ready ones included).
         self._in_progress = 0
-        #: Set whenever a feed joins ``_ready``.
-        self._arrived = asyncio.Event()
+        #: Set whenever a feed joins ``_ready``; one per writer task, made in its loop
+        #: (an Event belongs to the loop it first waits in, and tests run several).
+        self._arrived: asyncio.Event | None = None
         self._clock = clock
         self._rand = rand
 
@@ -258,7 +259,8 @@ class Pipeline:
         """
         fetched.done = asyncio.get_running_loop().create_future()
         self._ready.append(fetched)
-        self._arrived.set()
+        if self._arrived is not None:
+            self._arrived.set()
         if self._writer is None:
             # A context of its own: the writer serves every feed, so the feed
             # bound for logging by the task that happens to start it must not stick.
@@ -266,6 +268,7 @@ class Pipeline:
         return await fetched.done
 
     async def _drain(self) -> None:
+        self._arrived = asyncio.Event()
         try:
             while self._ready:
                 # Let every feed whose result is already here join this batch.
@@ -279,6 +282,7 @@ class Pipeline:
                 self._commit_batch(batch)
         finally:
             self._writer = None
+            self._arrived = None
             # Cancelled with feeds still waiting: they fail rather than hang.
             while self._ready:
                 waiting = self._ready.popleft()
@@ -300,9 +304,11 @@ class Pipeline:
             remaining = deadline - loop.time()
             if items >= WRITE_BATCH_ITEMS or remaining <= 0:
                 return
-            self._arrived.clear()
+            arrived = self._arrived
+            assert arrived is not None  # set by _drain, which calls us
+            arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                await asyncio.wait_for(arrived.wait(), remaining)
             except TimeoutError:
                 return
 
