@@ -614,6 +614,16 @@ SEEDS = [
 ]
 
 
+def _mutated(seed: bytes, cut: int, flips: list[tuple[int, int]], insert: str, at: int) -> bytes:
+    """``seed`` cut short (40 bytes at least), with bytes flipped and ``insert`` put in."""
+    data = bytearray(seed[: max(cut, 40)] if cut < len(seed) else seed)
+    for position, value in flips:
+        if data:
+            data[position % len(data)] = value
+    position = at % (len(data) + 1)
+    return bytes(data[:position]) + insert.encode() + bytes(data[position:])
+
+
 @settings(
     max_examples=150,
     deadline=None,
@@ -631,12 +641,7 @@ SEEDS = [
 def test_mutated_feeds_agree_or_decline(
     seed: bytes, cut: int, flips: list[tuple[int, int]], insert: str, at: int
 ) -> None:
-    data = bytearray(seed[: max(cut, 40)] if cut < len(seed) else seed)
-    for position, value in flips:
-        if data:
-            data[position % len(data)] = value
-    position = at % (len(data) + 1)
-    content = bytes(data[:position]) + insert.encode() + bytes(data[position:])
+    content = _mutated(seed, cut, flips, insert, at)
     try:
         fast, slow = _paths(content, URL, XML)
     except ParseError:
@@ -723,12 +728,7 @@ def test_feedparser_path_stores_the_same_with_html_pass() -> None:
 def test_mutated_feeds_store_the_same_with_html_pass_in_feedparser(
     seed: bytes, cut: int, flips: list[tuple[int, int]], insert: str, at: int
 ) -> None:
-    data = bytearray(seed[: max(cut, 40)] if cut < len(seed) else seed)
-    for position, value in flips:
-        if data:
-            data[position % len(data)] = value
-    position = at % (len(data) + 1)
-    content = bytes(data[:position]) + insert.encode() + bytes(data[position:])
+    content = _mutated(seed, cut, flips, insert, at)
 
     assert _feedparser_path_differences(content, URL) == []
 

@@ -770,6 +770,24 @@ def test_a_lone_feed_is_committed_without_waiting(
     assert sorted(counting.batches) == sorted([[f.id] for f in h.feeds()])
 
 
+def _a_committed_while_b_is_fetched(h: Harness) -> tuple[PollResult, PollResult]:
+    """Poll feeds "a" and "b" with "b"'s answer held until "a" has its result: "a"
+    must be committed while "b" is still being fetched (the writer would otherwise
+    wait for it, 600 s in these tests)."""
+
+    async def run() -> tuple[PollResult, PollResult]:
+        release_b = asyncio.Event()
+        h.fetcher.hold(URL_B, until=release_b)
+        feed_a, feed_b = h.feeds()
+        poll_b = asyncio.ensure_future(h.pipeline.poll_feed(feed_b))
+        result_a = await asyncio.wait_for(h.pipeline.poll_feed(feed_a), 60)
+        assert not poll_b.done()
+        release_b.set()
+        return result_a, await asyncio.wait_for(poll_b, 60)
+
+    return asyncio.run(run())
+
+
 def test_a_full_batch_is_committed_while_other_feeds_are_on_their_way(
     storage: SqlStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -780,18 +798,7 @@ def test_a_full_batch_is_committed_while_other_feeds_are_on_their_way(
     h.fetcher.ok(URL_B, DOC_B)
     counting = _counting(h)
 
-    async def run() -> tuple[PollResult, PollResult]:
-        release_b = asyncio.Event()
-        h.fetcher.hold(URL_B, until=release_b)
-        feed_a, feed_b = h.feeds()
-        poll_b = asyncio.ensure_future(h.pipeline.poll_feed(feed_b))
-        # "b" is still being fetched when "a" is committed.
-        result_a = await asyncio.wait_for(h.pipeline.poll_feed(feed_a), 60)
-        assert not poll_b.done()
-        release_b.set()
-        return result_a, await asyncio.wait_for(poll_b, 60)
-
-    result_a, result_b = asyncio.run(run())
+    result_a, result_b = _a_committed_while_b_is_fetched(h)
 
     assert (result_a.new, result_b.new) == (2, 2)
     assert len(counting.batches) == 2
@@ -809,17 +816,7 @@ def test_feeds_waiting_for_the_writer_hold_at_most_half_the_slots(
     h.fetcher.ok(URL_B, DOC_B)
     counting = _counting(h)
 
-    async def run() -> tuple[PollResult, PollResult]:
-        release_b = asyncio.Event()
-        h.fetcher.hold(URL_B, until=release_b)
-        feed_a, feed_b = h.feeds()
-        poll_b = asyncio.ensure_future(h.pipeline.poll_feed(feed_b))
-        result_a = await asyncio.wait_for(h.pipeline.poll_feed(feed_a), 60)
-        assert not poll_b.done()
-        release_b.set()
-        return result_a, await asyncio.wait_for(poll_b, 60)
-
-    result_a, result_b = asyncio.run(run())
+    result_a, result_b = _a_committed_while_b_is_fetched(h)
 
     assert (result_a.new, result_b.new) == (2, 2)
     assert len(counting.batches) == 2
