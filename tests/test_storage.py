@@ -129,7 +129,7 @@ def test_migrate_twice_is_a_noop(storage: SqlStorage) -> None:
 
     with storage.engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
-    assert [tuple(row) for row in versions] == [("0004",)]
+    assert [tuple(row) for row in versions] == [("0005",)]
     assert [f.name for f in storage.list_feeds()] == ["a"]
 
 

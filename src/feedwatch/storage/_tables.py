@@ -157,7 +157,9 @@ class ItemRow(_Table, table=True):
     entry_key: str = _col(Text, nullable=False)
     guid: str | None = _col(Text)
     url: str | None = _col(Text)
-    canonical_url: str | None = _col(Text, index=True)
+    #: Not indexed: a PostgreSQL index entry holds at most about 2.7 kB, and a
+    #: link can be longer (alerts index its hash, ``AlertRow.story_key``).
+    canonical_url: str | None = _col(Text)
     title: str = _col(Text, nullable=False)
     content_html: str = _col(Text, nullable=False)
     content_text: str = _col(Text, nullable=False)
@@ -188,14 +190,28 @@ class RuleRow(_Table, table=True):
 
 
 class AlertRow(_Table, table=True):
-    """A rule matched an item; unique per (rule, item)."""
+    """A rule matched an item; unique per (rule, item) and per (rule, story).
+
+    The story is the item's canonical URL, so that the same news alerts once per
+    rule whether a feed repeats it as another item or several feeds carry it.
+    """
 
     __tablename__ = "alerts"
-    __table_args__ = (UniqueConstraint("rule_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("rule_id", "item_id"),
+        # A unique index rather than a constraint: SQLite adds one without
+        # rebuilding the table (which other tables' foreign keys point at).
+        Index("ix_alerts_rule_id_story_key", "rule_id", "story_key", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     rule_id: int = _col(Integer, ForeignKey("rules.id"), nullable=False)
     item_id: int = _col(Integer, ForeignKey("items.id"), nullable=False, index=True)
+    #: SHA-256 (hex) of the item's canonical URL when the alert was raised: a key
+    #: of bounded size (a PostgreSQL index entry holds at most about 2.7 kB, and a
+    #: link can be longer). None when the item has no link: such an alert is
+    #: unique per (rule, item) only; so is an older duplicate the migration found.
+    story_key: str | None = _col(String(64))
     created_at: datetime = _col(UTCDateTime, nullable=False, index=True)
     #: [{"field": "title"|"content", "start": int, "end": int}, ...]
     spans: list[dict[str, Any]] = _col(JSON, nullable=False)

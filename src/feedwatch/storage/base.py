@@ -102,9 +102,11 @@ class StorageType(Protocol):
 
         When ``intent.lease_token`` is set and the feed's lease is no longer that
         token, nothing is written (``written=False``). Items are unique per
-        (feed, entry key) and alerts per (rule, item): writing twice adds nothing.
-        Alerts name their item by entry key; each must be among ``intent.items``
-        or already stored. Clears the lease.
+        (feed, entry key); alerts per (rule, item) and per (rule, story), the story
+        being the item's canonical URL in any feed (an item without one is its own
+        story): writing twice adds nothing, and deliveries are written only for the
+        alerts inserted. Alerts name their item by entry key; each must be among
+        ``intent.items`` or already stored. Clears the lease.
         """
 
     def list_feeds(self, include_inactive: bool = False) -> list[FeedStatus]:

@@ -23,6 +23,7 @@ Schema: ``_tables.py``. A programming error (such as a naive datetime) raises
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sqlite3
@@ -107,7 +108,7 @@ __all__ = ["DEFAULT_BUSY_TIMEOUT", "SCHEMA_HEAD", "SqlStorage", "alembic_config"
 #: The newest migration (``migrations/versions``). A database already there is
 #: not handed to Alembic at all, which keeps every command's start-up short;
 #: ``tests/test_storage.py`` checks this against Alembic's own head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 
 #: Seconds a SQLite writer waits for another writer before "database is locked".
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -836,9 +837,18 @@ class SqlStorage(StorageType):
     def _write_alerts(
         self, conn: Connection, intent: FeedUpdateIntent, new_ids: Mapping[str, int]
     ) -> dict[tuple[str, str], int]:
-        """Insert the alerts; those naming an unknown or inactive rule, or an entry
-        key this feed does not have, are skipped. Returns the ids of those really
-        inserted, by (rule name, entry key)."""
+        """Insert the alerts, at most one per (rule, item) and per (rule, story).
+
+        The story key is the hash of the item's canonical URL (:func:`_story_key`),
+        so an item repeating a story that already alerted a rule, in this feed or
+        another, raises no alert for that rule; an item without a link dedupes per
+        item only. The database enforces both (``ON CONFLICT DO NOTHING`` on either
+        unique index): on PostgreSQL a concurrent commit of the same story waits
+        for the first one, then skips its alert, without an error. Alerts naming an
+        unknown or inactive rule, or an entry key this feed does not have, are
+        skipped. Returns the ids of those really inserted, by (rule name, entry key),
+        so that deliveries are written for those only.
+        """
         if not intent.alerts:
             return {}
         rule_ids: dict[str, int] = {}
@@ -848,23 +858,35 @@ class SqlStorage(StorageType):
             )
             rule_ids.update((row.name, row.id) for row in conn.execute(rule_query))
         item_ids = dict(new_ids)
-        missing = [a.entry_key for a in intent.alerts if a.entry_key not in item_ids]
+        # The canonical URLs of the items this commit inserted; the others' as stored.
+        urls = {change.item.entry_key: change.item.canonical_url for change in intent.items}
+        missing = [
+            a.entry_key
+            for a in intent.alerts
+            if a.entry_key not in item_ids or a.entry_key not in urls
+        ]
         for chunk in _chunks(dict.fromkeys(missing)):
-            item_query = select(ITEMS.c.id, ITEMS.c.entry_key).where(
+            item_query = select(ITEMS.c.id, ITEMS.c.entry_key, ITEMS.c.canonical_url).where(
                 ITEMS.c.feed_id == intent.feed_id, ITEMS.c.entry_key.in_(chunk)
             )
-            item_ids.update((row.entry_key, row.id) for row in conn.execute(item_query))
-        rows: dict[tuple[int, int], dict[str, Any]] = {}
+            for row in conn.execute(item_query):
+                item_ids[row.entry_key] = row.id
+                urls[row.entry_key] = row.canonical_url
+        rows: dict[tuple[int, int | str], dict[str, Any]] = {}
         for alert in intent.alerts:
             rule_id = rule_ids.get(alert.rule)
             item_id = item_ids.get(alert.entry_key)
             if rule_id is None or item_id is None:
                 continue
+            url = urls.get(alert.entry_key)
+            story_key = _story_key(url) if url else None
+            # In item order, the first alert of a story within this commit wins.
             rows.setdefault(
-                (rule_id, item_id),
+                (rule_id, story_key or item_id),
                 {
                     "rule_id": rule_id,
                     "item_id": item_id,
+                    "story_key": story_key,
                     "created_at": intent.polled_at,
                     "spans": [
                         {"field": span.field, "start": span.start, "end": span.end}
@@ -874,14 +896,19 @@ class SqlStorage(StorageType):
             )
         if not rows:
             return {}
-        statement = self._insert_ignoring_duplicates(ALERTS, ["rule_id", "item_id"]).returning(
+        # Either unique index may refuse a row. Inserted in key order, so that two
+        # PostgreSQL transactions wait for each other's stories in the same order.
+        statement = self._insert_ignoring_duplicates(ALERTS, None).returning(
             ALERTS.c.id, ALERTS.c.rule_id, ALERTS.c.item_id
+        )
+        ordered = sorted(
+            rows.values(), key=lambda r: (r["rule_id"], r["story_key"] or "", r["item_id"])
         )
         rule_names = {rule_id: name for name, rule_id in rule_ids.items()}
         entry_keys = {item_id: key for key, item_id in item_ids.items()}
         return {
             (rule_names[row.rule_id], entry_keys[row.item_id]): row.id
-            for row in conn.execute(statement, list(rows.values()))
+            for row in conn.execute(statement, ordered)
         }
 
     def _write_deliveries(
@@ -1395,8 +1422,9 @@ class SqlStorage(StorageType):
 
     # ------------------------------------------------------------------ plumbing
 
-    def _insert_ignoring_duplicates(self, table: Table, unique: list[str]) -> Insert:
-        """INSERT … ON CONFLICT (unique) DO NOTHING, in this database's dialect."""
+    def _insert_ignoring_duplicates(self, table: Table, unique: list[str] | None) -> Insert:
+        """INSERT … ON CONFLICT (unique) DO NOTHING, in this database's dialect;
+        ``unique=None``: a conflict on any unique index is skipped."""
         if self._dialect == "postgresql":
             from sqlalchemy.dialects import postgresql  # imported by the engine anyway
 
@@ -1647,6 +1675,12 @@ def _reason(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _story_key(canonical_url: str) -> str:
+    """An alert's story key: SHA-256 (hex) of the canonical URL, a bounded index key
+    (migration 0005 computes the same for the alerts it backfills)."""
+    return hashlib.sha256(canonical_url.encode("utf-8")).hexdigest()
 
 
 def _require_aware(value: datetime, name: str) -> None:
