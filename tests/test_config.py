@@ -188,6 +188,7 @@ FULL = """
       timeout: 45s
       connect_timeout: 5s
       max_body: 2MiB
+      max_items: 500
       max_redirects: 3
       concurrency: 8
       per_host: 1
@@ -239,6 +240,7 @@ def test_full_config() -> None:
         timeout=45.0,
         connect_timeout=5.0,
         max_body=2 * 1024 * 1024,
+        max_items=500,
         max_redirects=3,
         concurrency=8,
         per_host=1,
@@ -384,8 +386,8 @@ def test_email_port_from_interpolated_string() -> None:
             """,
             [
                 "feeds.yaml:2:3: fetch.colour: unknown key 'colour' (expected one of: "
-                "allow_networks, timeout, connect_timeout, max_body, max_redirects, "
-                "concurrency, per_host, user_agent)"
+                "allow_networks, timeout, connect_timeout, max_body, max_items, "
+                "max_redirects, concurrency, per_host, user_agent)"
             ],
             id="unknown-key-listing",
         ),
@@ -489,6 +491,38 @@ def test_email_port_from_interpolated_string() -> None:
                 "(a bare number is bytes)",
             ],
             id="bad-numbers",
+        ),
+        pytest.param(
+            """
+            fetch:
+              max_items: 0
+            """,
+            ["feeds.yaml:2:14: fetch.max_items: must be at least 1, got 0"],
+            id="max-items-zero",
+        ),
+        pytest.param(
+            """
+            fetch:
+              max_items: -5
+            """,
+            ["feeds.yaml:2:14: fetch.max_items: must be at least 1, got -5"],
+            id="max-items-negative",
+        ),
+        pytest.param(
+            """
+            fetch:
+              max_items: "10000"
+            """,
+            ["feeds.yaml:2:14: fetch.max_items: expected an integer, got a string"],
+            id="max-items-string",
+        ),
+        pytest.param(
+            """
+            fetch:
+              max_items: 2.5
+            """,
+            ["feeds.yaml:2:14: fetch.max_items: expected an integer, got a number"],
+            id="max-items-float",
         ),
         pytest.param(
             """
@@ -932,6 +966,102 @@ def test_interpolation_applies_to_list_items() -> None:
     config = parse_config(text, env={"NET": "192.168.0.0/16"})
 
     assert config.fetch.allow_networks == ("192.168.0.0/16",)
+
+
+# --------------------------------------------------------------------------- allow_networks ports
+
+
+def test_allow_networks_with_ports_are_normalised() -> None:
+    text = """
+        fetch:
+          allow_networks:
+            - 127.0.0.1/32
+            - 127.0.0.1/32:8080
+            - 127.0.0.1:8080
+            - 10.1.2.3/8:8000-8099
+            - " 10.0.0.0/8:9000-9000 "
+            - "[::1/128]:8080"
+            - "[::1]:8000-8099"
+            - "[fd00::/8]"
+            - ::1/128
+    """
+    config = parse_config(yaml_text(text))
+
+    assert config.fetch.allow_networks == (
+        "127.0.0.1/32",  # every port
+        "127.0.0.1/32:8080",
+        "127.0.0.1/32:8080",  # a bare address is a network of one
+        "10.0.0.0/8:8000-8099",
+        "10.0.0.0/8:9000",
+        "[::1/128]:8080",
+        "[::1/128]:8000-8099",
+        "fd00::/8",
+        "::1/128",
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("127.0.0.1/32:0", "port 0 in '127.0.0.1/32:0' is out of range (1-65535)"),
+        ("127.0.0.1/32:65536", "port 65536 in '127.0.0.1/32:65536' is out of range (1-65535)"),
+        (
+            "127.0.0.1/32:8000-70000",
+            "port 70000 in '127.0.0.1/32:8000-70000' is out of range (1-65535)",
+        ),
+        (
+            "127.0.0.1/32:8099-8000",
+            "port range 8099-8000 in '127.0.0.1/32:8099-8000' is empty (first above last)",
+        ),
+        (
+            "127.0.0.1/32:http",
+            "not a port or port range after the network in '127.0.0.1/32:http': 'http'"
+            " (e.g. 127.0.0.1/32:8080 or 127.0.0.1/32:8000-8099)",
+        ),
+        (
+            "127.0.0.1/32:",
+            "not a port or port range after the network in '127.0.0.1/32:': ''"
+            " (e.g. 127.0.0.1/32:8080 or 127.0.0.1/32:8000-8099)",
+        ),
+        (
+            "127.0.0.1/32:-80",
+            "not a port or port range after the network in '127.0.0.1/32:-80': '-80'"
+            " (e.g. 127.0.0.1/32:8080 or 127.0.0.1/32:8000-8099)",
+        ),
+        (
+            "::1/128:8080",
+            "'::1/128:8080': write an IPv6 network with a port in brackets, e.g. [::1/128]:8080",
+        ),
+        (
+            "[::1/128:8080",
+            "not a network in CIDR form: '[::1/128:8080' (e.g. 10.0.0.0/8 or 127.0.0.1/32)",
+        ),
+        (
+            "[::1/128]8080",
+            "not a network in CIDR form: '[::1/128]8080' (e.g. 10.0.0.0/8 or 127.0.0.1/32)",
+        ),
+        (
+            "127.0.0.1/32:80:81",
+            "not a network in CIDR form: '127.0.0.1/32:80:81' (e.g. 10.0.0.0/8 or 127.0.0.1/32)",
+        ),
+        (
+            "localhost:8080",
+            "not a network in CIDR form: 'localhost:8080' (e.g. 10.0.0.0/8 or 127.0.0.1/32)",
+        ),
+    ],
+)
+def test_allow_networks_bad_port_names_the_entry(entry: str, message: str) -> None:
+    text = f"fetch:\n  allow_networks:\n    - 127.0.0.1/32\n    - {json.dumps(entry)}\n"
+    assert errors(text) == [f"feeds.yaml:4:7: fetch.allow_networks[1]: {message}"]
+
+
+# --------------------------------------------------------------------------- max_items
+
+
+def test_max_items_defaults_to_ten_thousand_and_can_be_raised() -> None:
+    assert parse_config("feeds: []\n").fetch.max_items == 10_000
+    assert parse_config("fetch: {max_items: 50000}\n").fetch.max_items == 50_000
+    assert parse_config("fetch: {max_items: 1}\n").fetch.max_items == 1
 
 
 # --------------------------------------------------------------------------- database URL

@@ -273,6 +273,26 @@ def test_retry_after_date_uses_the_injected_clock(status: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "seconds", "quoted"),
+    [
+        ("86400", 86400.0, "86400s"),
+        ("86401", 86401.0, "more than a day"),
+        ("1" + "0" * 20, 1e20, "more than a day"),
+        (
+            format_datetime(NOW + timedelta(days=3650), usegmt=True),
+            3650 * 86400.0,
+            "more than a day",
+        ),
+    ],
+)
+def test_a_long_retry_after_is_quoted_readably(value: str, seconds: float, quoted: str) -> None:
+    # Not "retry after 1e+20s". The value is kept as asked: the polling policy caps it.
+    error = error_with(respond(429, b"later", retry_after=value))
+    assert error.retry_after == seconds
+    assert error.message == f"HTTP 429 Too Many Requests, retry after {quoted}"
+
+
+@pytest.mark.parametrize(
     ("status", "message"),
     [
         (404, "HTTP 404 Not Found"),

@@ -33,7 +33,14 @@ from loopback import Exchange, LoopbackServer, send
 import feedwatch.fetch as fetch_module
 from feedwatch._model import FetchOptions, FetchResult
 from feedwatch.exceptions import ErrorKind, FetchError
-from feedwatch.fetch import ACCEPT_ENCODING, HttpFetcher, Resolver, resolve_host
+from feedwatch.fetch import (
+    ACCEPT_ENCODING,
+    MAX_URL_LENGTH,
+    HttpFetcher,
+    Resolver,
+    WebhookClient,
+    resolve_host,
+)
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 LAST_MODIFIED = "Wed, 21 Oct 2015 07:28:00 GMT"
@@ -122,6 +129,20 @@ def test_conditional_get_sends_validators_and_returns_304(server: LoopbackServer
     assert request.headers["user-agent"] == LOCAL.user_agent
     assert request.headers["accept-encoding"] == ACCEPT_ENCODING == "gzip, deflate, br"
     assert request.headers["accept"].startswith("application/atom+xml, application/rss+xml")
+
+
+def test_304_to_a_request_without_validators_is_an_error(server: LoopbackServer) -> None:
+    # RFC 9110 §15.4.5: a 304 answers a conditional request; to an unconditional
+    # one it says "unchanged" about nothing.
+    server.reply("/feed", 304, headers={"ETag": '"v1"'})
+    error = fetch_error(server.url("/feed"))
+    assert (error.kind, error.status) == (ErrorKind.HTTP_STATUS, 304)
+    assert error.message == (
+        "HTTP 304 Not Modified to a request without validators (no ETag or date sent)"
+    )
+    # Either validator makes the request conditional, and the 304 a "not modified".
+    assert run(fetch(server.url("/feed"), etag='"v0"')).not_modified
+    assert run(fetch(server.url("/feed"), last_modified=LAST_MODIFIED)).not_modified
 
 
 # --------------------------------------------------------------------------- redirects
@@ -638,6 +659,148 @@ def test_name_refused_by_the_guard_makes_no_connection(listener: socket.socket) 
     assert_nothing_connected(listener)
 
 
+# --------------------------------------------------------------------------- allow-list ports
+
+
+@pytest.fixture
+def internal() -> Iterator[LoopbackServer]:
+    """Another service on 127.0.0.1 (another port): allowed by address, not by port."""
+    with LoopbackServer() as srv:
+        srv.reply("/feed", body=FEED)
+        yield srv
+
+
+def only_port(port: int) -> FetchOptions:
+    return replace(LOCAL, allow_networks=(f"127.0.0.1/32:{port}",))
+
+
+def test_allowed_port_is_fetched(server: LoopbackServer) -> None:
+    server.reply("/feed", body=FEED)
+    assert run(fetch(server.url("/feed"), only_port(server.port))).content == FEED
+
+
+@pytest.mark.parametrize(
+    ("host", "resolver"),
+    [
+        ("127.0.0.1", None),
+        ("2130706433", None),  # 127.0.0.1 as one decimal number, resolved
+        ("internal.example.test", fake_dns({"internal.example.test": [["127.0.0.1"]]})),
+    ],
+)
+def test_redirect_to_another_port_of_an_allowed_address_is_blocked(
+    server: LoopbackServer, internal: LoopbackServer, host: str, resolver: Resolver | None
+) -> None:
+    server.redirect("/go", f"http://{host}:{internal.port}/feed")
+    error = fetch_error(server.url("/go"), only_port(server.port), resolver=resolver)
+    subject = "127.0.0.1" if host == "127.0.0.1" else f"{host} resolves to 127.0.0.1, which"
+    assert error.kind is ErrorKind.BLOCKED
+    assert error.message == (
+        f"blocked: {subject} is a loopback address allowed by fetch.allow_networks"
+        f" only on port {server.port}, not on port {internal.port}"
+    )
+    assert len(server.requests) == 1
+    assert internal.requests == []
+
+
+def test_port_range_allows_the_ports_in_it(
+    server: LoopbackServer, internal: LoopbackServer
+) -> None:
+    server.redirect("/go", internal.url("/feed"))
+    low, high = sorted((server.port, internal.port))
+    inside = replace(LOCAL, allow_networks=(f"127.0.0.1/32:{low}-{high}",))
+    assert run(fetch(server.url("/go"), inside)).content == FEED
+    assert len(internal.requests) == 1
+    # A range from the first hop's port up to just short of the target's.
+    first, last = sorted((server.port, internal.port + (-1 if internal.port == high else 1)))
+    outside = replace(LOCAL, allow_networks=(f"127.0.0.1/32:{first}-{last}",))
+    error = fetch_error(server.url("/go"), outside)
+    assert error.kind is ErrorKind.BLOCKED
+    ports = f"port {first}" if first == last else f"ports {first}-{last}"  # adjacent ports
+    assert f"only on {ports}, not on port {internal.port}" in error.message
+    assert len(internal.requests) == 1
+
+
+def test_remembered_literal_is_per_port(server: LoopbackServer, internal: LoopbackServer) -> None:
+    # The transport remembers IP literals it let through: that must not carry over
+    # from an allowed port of 127.0.0.1 to another one.
+    server.reply("/feed", body=FEED)
+
+    async def fetch_both() -> tuple[FetchResult, FetchError]:
+        async with HttpFetcher(only_port(server.port)) as fetcher:
+            first = await fetcher.fetch(server.url("/feed"))
+            with pytest.raises(FetchError) as info:
+                await fetcher.fetch(internal.url("/feed"))
+            return first, info.value
+
+    first, error = run(fetch_both())
+    assert first.content == FEED
+    assert error.kind is ErrorKind.BLOCKED
+    assert internal.requests == []
+
+
+def test_port_entries_of_other_addresses_do_not_apply(internal: LoopbackServer) -> None:
+    # 127.0.0.1 on any port is refused: the only entry with that port is for 10/8.
+    options = replace(LOCAL, allow_networks=(f"10.0.0.0/8:{internal.port}",))
+    error = fetch_error(internal.url("/feed"), options)
+    assert error.message == "blocked: 127.0.0.1 is a loopback address not in fetch.allow_networks"
+    assert internal.requests == []
+
+
+def test_ipv6_entry_with_a_port_is_checked_before_connecting() -> None:
+    # Nothing listens there, and nothing is connected to: the guard refuses first.
+    options = replace(LOCAL, allow_networks=("[::1/128]:8000-8099", "127.0.0.1/32:9"))
+    error = fetch_error("http://[::1]:9/feed", options)
+    assert error.message == (
+        "blocked: ::1 is a loopback address allowed by fetch.allow_networks"
+        " only on ports 8000-8099, not on port 9"
+    )
+
+
+@pytest.mark.parametrize(
+    "location", ["http://[oops/feed", "http://exa mple.test/feed", "http://%00evil/feed"]
+)
+def test_redirect_to_a_garbage_host_is_refused_without_resolving(
+    server: LoopbackServer, location: str
+) -> None:
+    # httpx percent-encodes such hosts (%5boops) rather than refusing them.
+    server.redirect("/go", location)
+    seen: list[str] = []
+    error = fetch_error(server.url("/go"), resolver=spy(fake_dns({}), seen))
+    assert (error.kind, error.message) == (
+        ErrorKind.REDIRECT,
+        f"redirect to an invalid URL: {location!r}",
+    )
+    assert seen == []
+
+
+def test_start_url_with_a_garbage_host_is_refused_without_resolving() -> None:
+    seen: list[str] = []
+    error = fetch_error("http://%zz/feed", resolver=spy(fake_dns({}), seen))
+    assert (error.kind, error.message) == (
+        ErrorKind.INVALID_URL,
+        "invalid URL: '%zz' is not a host name",
+    )
+    assert seen == []
+
+
+def test_webhook_client_checks_the_port_too(
+    server: LoopbackServer, internal: LoopbackServer
+) -> None:
+    server.reply("/hook", body=b"ok")
+    internal.reply("/hook", body=b"ok")
+
+    async def post(url: str) -> int:
+        async with WebhookClient(only_port(server.port)) as client:
+            return (await client.post(url, b"{}", {}, timeout=5)).status
+
+    assert run(post(server.url("/hook"))) == 200
+    with pytest.raises(FetchError) as info:
+        run(post(internal.url("/hook")))
+    assert info.value.kind is ErrorKind.BLOCKED
+    assert f"only on port {server.port}, not on port {internal.port}" in info.value.message
+    assert internal.requests == []
+
+
 # --------------------------------------------------------------------------- broken servers
 
 
@@ -915,3 +1078,138 @@ def test_closing_a_fetcher_closes_its_connections(server: LoopbackServer) -> Non
 
     run(use())
     assert closed.wait(5)
+
+
+# --------------------------------------------------------------------------- server text
+
+#: C1 controls (CSI: httpx reads header bytes as Latin-1, so 0x9B arrives as U+009B;
+#: NEL, a line break to str.splitlines), C0 ones (SOH, ESC) and DEL; no CR, LF or NUL.
+JUNK = "\x9b[31m\x85\x01\x1b\x7f"
+LONG = 20_000
+#: Long, but under the longest Location followed (fetch.MAX_URL_LENGTH).
+LONG_URL = 6_000
+
+
+def assert_one_clean_line(message: str) -> None:
+    """Printable (no control, line break or tab), and a bounded excerpt of the server's text."""
+    assert all(ch.isprintable() for ch in message), repr(message[:300])
+    assert len(message) <= 300, len(message)
+
+
+def junk_reply(location: str, status: int = 302, reason: str | None = None) -> Callable[..., None]:
+    def handle(exchange: Exchange) -> None:
+        exchange.send_response(status, reason)
+        exchange.send_header("Location", location)
+        exchange.send_header("Content-Length", "0")
+        exchange.end_headers()
+
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("location", "max_redirects", "kind", "start"),
+    [
+        pytest.param(
+            f"/last{JUNK}" + "x" * LONG_URL,
+            1,  # /feed to /hop is followed; /hop's redirect is one too many
+            ErrorKind.REDIRECT,
+            "more than 1 redirects (last to /last[31m x",  # NEL is a line break: a space
+            id="too-many",
+        ),
+        pytest.param(
+            f"/{JUNK}" + "x" * LONG_URL,
+            5,
+            ErrorKind.REDIRECT,
+            "redirect to an invalid URL: '/[31m x",
+            id="invalid",
+        ),
+        pytest.param(
+            "/hop?\x9b\x85" + "x" * LONG_URL,  # a valid URL (percent-encoded): the loop's is quoted
+            5,
+            ErrorKind.REDIRECT,
+            "redirect loop: http://127.0.0.1:",
+            id="loop",
+        ),
+        pytest.param(
+            "z" * LONG_URL + ":feed",
+            5,
+            ErrorKind.BLOCKED,
+            "blocked: redirect to a zzz",
+            id="scheme",
+        ),
+        pytest.param(
+            "http://" + "a" * LONG_URL + "/feed",
+            5,
+            ErrorKind.CONNECTION,
+            "cannot resolve host aaa",
+            id="host",
+        ),
+    ],
+)
+def test_a_hostile_location_is_quoted_as_one_short_printable_line(
+    server: LoopbackServer, location: str, max_redirects: int, kind: ErrorKind, start: str
+) -> None:
+    server.redirect("/feed", "/hop")
+    server.route("/hop", junk_reply(location))
+    options = replace(LOCAL, max_redirects=max_redirects)
+    error = fetch_error(server.url("/feed"), options, resolver=fake_dns({}))
+    assert (error.kind, error.message[: len(start)]) == (kind, start)
+    assert_one_clean_line(error.message)
+    assert error.message.count("…") == 1  # cut
+
+
+def test_a_location_longer_than_the_limit_is_not_followed(server: LoopbackServer) -> None:
+    server.redirect("/feed", "/" + "x" * MAX_URL_LENGTH)
+    error = fetch_error(server.url("/feed"), LOCAL, resolver=fake_dns({}))
+    assert error.kind is ErrorKind.REDIRECT
+    assert error.message == "redirect to a URL of 8,193 characters (at most 8,192)"
+    assert len(server.requests) == 1
+
+
+def test_a_hostile_reason_phrase_is_never_quoted(server: LoopbackServer) -> None:
+    # The message names the status with its standard phrase; the server's is ignored.
+    server.route("/feed", junk_reply("", 500, f"Oops{JUNK}" + "r" * 4000))
+    error = fetch_error(server.url("/feed"))
+    assert (error.kind, error.message) == (ErrorKind.HTTP_STATUS, "HTTP 500 Internal Server Error")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(
+            b"HTTP/1.1 500 Oops" + JUNK.encode("latin-1") + b"r" * LONG + b"\r\n\r\n",
+            id="long-reason",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nX-Junk: "
+            + JUNK.encode("latin-1")
+            + b"\x00"
+            + b"h" * LONG
+            + b"\r\nContent-Length: 0\r\n\r\n",
+            id="header-value",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + JUNK.encode("latin-1")
+            + b"c" * LONG
+            + b"\r\nxx\r\n0\r\n\r\n",
+            id="chunk-size",
+        ),
+    ],
+)
+def test_what_the_http_parser_refused_is_quoted_as_one_short_printable_line(
+    reply: bytes,
+) -> None:
+    # aiohttp's parser messages quote the bytes they refused (and span lines).
+    with raw_server(reply) as port:
+        error = fetch_error(f"http://127.0.0.1:{port}/feed")
+    assert error.kind is ErrorKind.CONNECTION
+    assert error.message.startswith("server broke the HTTP protocol: ")
+    assert_one_clean_line(error.message)
+
+
+def test_an_absurd_retry_after_is_quoted_readably(server: LoopbackServer) -> None:
+    server.reply("/feed", 429, b"busy", {"Retry-After": "1" + "0" * 20})
+    error = fetch_error(server.url("/feed"))
+    assert error.retry_after == 1e20  # as asked: the polling policy caps it (at a day)
+    assert error.message == "HTTP 429 Too Many Requests, retry after more than a day"

@@ -17,6 +17,7 @@ from email.utils import format_datetime
 from typing import Any, TypeVar
 
 import pytest
+from loopback import Exchange, send
 from standardwebhooks.webhooks import Webhook
 from webhook_receiver import Reply, WebhookReceiver
 
@@ -442,16 +443,17 @@ def test_the_guard_checks_the_resolved_address_of_a_name(hook: WebhookReceiver) 
 
 def test_client_reads_at_most_64_kib_and_lower_cases_headers(hook: WebhookReceiver) -> None:
     # Connection: close, so the server does not wait on a socket the client resets
-    # (it hangs up with most of the body unread).
+    # (it hangs up with most of the body unread). A 500: the body of a 2xx is not
+    # waited for (test_a_2xx_is_returned_without_waiting_for_its_body).
     big = b"x" * (WEBHOOK_MAX_BODY * 3)
-    hook.script(Reply(200, headers={"X-Receiver": "Yes", "Connection": "close"}, body=big))
+    hook.script(Reply(500, headers={"X-Receiver": "Yes", "Connection": "close"}, body=big))
 
     async def post() -> WebhookResponse:
         async with WebhookClient(LOCAL) as client:
             return await client.post(hook.url, b"{}", {"X-A": "b"}, timeout=5)
 
     response = run(post())
-    assert response.status == 200
+    assert response.status == 500
     assert response.headers["x-receiver"] == "Yes"
     assert len(response.body) == WEBHOOK_MAX_BODY
     (got,) = hook.deliveries
@@ -473,3 +475,58 @@ def test_client_raises_fetch_error_with_a_kind(hook: WebhookReceiver) -> None:
         run(post(hook.url, {"X-Bad": "a\r\nInjected: yes"}))
     assert "control characters" in info.value.message
     assert hook.server.requests == []
+
+
+def drip_200(exchange: Exchange) -> None:
+    """Answer 200 at once, then send the declared 1000-byte body a byte a second."""
+    exchange.rfile.read(int(exchange.headers.get("Content-Length") or 0))
+    exchange.send_response(200)
+    exchange.send_header("Content-Length", "1000")
+    exchange.end_headers()
+    exchange.close_connection = True
+    try:
+        for _ in range(30):
+            exchange.wfile.write(b"o")
+            exchange.wfile.flush()
+            if exchange.owner.stopping.wait(1.0):
+                return
+    except OSError:  # the client hung up, as it should
+        return
+
+
+def test_a_2xx_is_returned_without_waiting_for_its_body(hook: WebhookReceiver) -> None:
+    # A 2xx received is a delivery. Reading its slow body under the deadline made it
+    # a timeout, and the retry a second delivery of the same message.
+    hook.server.route(WebhookReceiver.PATH, drip_200)
+
+    async def post() -> WebhookResponse:
+        async with WebhookClient(LOCAL) as client:
+            return await client.post(hook.url, b"{}", {}, timeout=1)
+
+    response = run(post())
+    assert response.status == 200
+    assert response.body == b"o" * len(response.body)  # what had arrived, if anything
+    assert len(response.body) < 1000
+    result = deliver(alert_job(), subscriber(hook.url, timeout=1))
+    assert (result.ok, result.code, result.detail) == (True, 200, "delivered: HTTP 200 OK")
+    assert len(hook.server.requests_to(WebhookReceiver.PATH)) == 2
+
+
+def test_a_2xx_without_a_body_keeps_its_connection(hook: WebhookReceiver) -> None:
+    # Nothing was left unread, so the connection goes back to the pool.
+    peers: list[tuple[str, int]] = []
+
+    def no_content(exchange: Exchange) -> None:
+        exchange.rfile.read(int(exchange.headers.get("Content-Length") or 0))
+        peers.append(exchange.client_address)
+        send(exchange, 204)
+
+    hook.server.route(WebhookReceiver.PATH, no_content)
+
+    async def post_twice() -> list[WebhookResponse]:
+        async with WebhookClient(LOCAL) as client:
+            return [await client.post(hook.url, b"{}", {}, timeout=5) for _ in range(2)]
+
+    assert [(r.status, r.body) for r in run(post_twice())] == [(204, b""), (204, b"")]
+    assert len(peers) == 2
+    assert peers[0] == peers[1]

@@ -367,6 +367,9 @@ class CommitResult:
 
 # --------------------------------------------------------------------------- config -> adapters
 
+#: Entries of one document kept at most (``fetch.max_items``), the first in document order.
+DEFAULT_MAX_ITEMS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class FetchOptions:
@@ -382,6 +385,9 @@ class FetchOptions:
     max_body: int = 15 * 1024 * 1024
     #: Redirects followed at most.
     max_redirects: int = 5
+    #: Entries of one document kept at most, the first in document order (the rest
+    #: are dropped in the worker, before normalising and matching).
+    max_items: int = DEFAULT_MAX_ITEMS
     #: Fetches in flight at once, over all hosts.
     concurrency: int = 16
     #: Fetches in flight at once to one host.

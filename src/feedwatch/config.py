@@ -32,9 +32,9 @@ subscriber's ``rules`` and one channel; email's ``host``, ``from`` and ``to``; w
 
     database: sqlite:///feedwatch.db     # or postgresql://user:${PGPASSWORD}@host/db
     defaults: {interval: 15m}            # default poll interval, at least 1m
-    fetch: {allow_networks: [CIDR, ...], timeout: 30s, connect_timeout: 10s,
-            max_body: 15MiB, max_redirects: 5, concurrency: 16, per_host: 2,
-            user_agent: "..."}
+    fetch: {allow_networks: [CIDR[:PORT[-PORT]], ...], timeout: 30s, connect_timeout: 10s,
+            max_body: 15MiB, max_items: 10000, max_redirects: 5, concurrency: 16,
+            per_host: 2, user_agent: "..."}
     feeds:       [{name, url, title, interval, tags: [...], enabled}]
     rules:       [{name, query}]
     subscribers: [{name, rules: [...] | all, feeds: [...], tags: [...],
@@ -47,7 +47,9 @@ Names of feeds, rules and subscribers, and tags, are lower-case slugs
 (``[a-z0-9][a-z0-9._-]*``). A webhook ``secret`` is optional: absent or empty
 means unsigned deliveries; otherwise it must be a Standard Webhooks secret
 (``whsec_`` + base64), an error rather than a warning because a wrong secret
-makes every signature fail at the receiver.
+makes every signature fail at the receiver. An ``allow_networks`` entry without
+a port allows every port; with one (``127.0.0.1/32:8080``, ``127.0.0.1/32:8000-8099``)
+only those, and an IPv6 network with a port goes in brackets (``[::1/128]:8080``).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ from pydantic import (
     model_validator,
 )
 
+from ._allow import parse_allow_entry
 from ._model import (
     DigestSchedule,
     EmailSettings,
@@ -533,12 +536,9 @@ def _http_url(value: str) -> str:
 
 
 def _cidr(value: str) -> str:
-    try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
-    except ValueError:
-        raise ValueError(
-            f"not a network in CIDR form: {value!r} (e.g. 10.0.0.0/8 or 127.0.0.1/32)"
-        ) from None
+    # The fetcher's own parser (CIDR, CIDR:PORT, CIDR:FIRST-LAST, [IPv6 CIDR]:PORT);
+    # its messages quote the entry. Normalised: 10.1.2.3/8:80 is 10.0.0.0/8:80.
+    return str(parse_allow_entry(value))
 
 
 def _empty_is_none(value: object) -> object:
@@ -589,6 +589,15 @@ def _int_range(low: int, high: int) -> Callable[[int], int]:
     def check(value: int) -> int:
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _at_least(low: int) -> Callable[[int], int]:
+    def check(value: int) -> int:
+        if value < low:
+            raise ValueError(f"must be at least {low}, got {value}")
         return value
 
     return check
@@ -741,6 +750,7 @@ class _FetchModel(_Model):
     timeout: _Timeout = _FETCH_DEFAULTS.timeout
     connect_timeout: _Timeout = _FETCH_DEFAULTS.connect_timeout
     max_body: _Size = _FETCH_DEFAULTS.max_body
+    max_items: Annotated[int, AfterValidator(_at_least(1))] = _FETCH_DEFAULTS.max_items
     max_redirects: Annotated[int, AfterValidator(_int_range(0, 20))] = _FETCH_DEFAULTS.max_redirects
     concurrency: Annotated[int, AfterValidator(_int_range(1, 1000))] = _FETCH_DEFAULTS.concurrency
     per_host: Annotated[int, AfterValidator(_int_range(1, 100))] = _FETCH_DEFAULTS.per_host
@@ -1235,6 +1245,7 @@ def _build(model: _ConfigModel, file: str | None, database_url: str) -> Config:
         timeout=fetch.timeout,
         connect_timeout=fetch.connect_timeout,
         max_body=fetch.max_body,
+        max_items=fetch.max_items,
         max_redirects=fetch.max_redirects,
         concurrency=fetch.concurrency,
         per_host=fetch.per_host,

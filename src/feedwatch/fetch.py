@@ -27,7 +27,9 @@ What it does:
   embeddings included) before connecting to exactly that address, so DNS
   rebinding between a check and the connect is impossible; an IP-literal host
   is checked before every request. Networks listed in
-  ``options.allow_networks`` are let through.
+  ``options.allow_networks`` are let through, on every port or only on the
+  ports an entry names (``127.0.0.1/32:8080``, ``[::1/128]:8000-8099``): the
+  guard judges the (address, port) of every connection.
 
 What it does NOT do: parse or sniff the document (``parse.py``), decide when to
 poll next or how to back off (``decide.py``; this module only reports
@@ -45,7 +47,8 @@ Errors (``FetchError.kind``)::
     TLS           handshake or certificate failure
     CONNECTION    refused, reset, closed early, DNS failure
     REDIRECT      too many redirects, a loop, an unusable Location
-    HTTP_STATUS   a final status other than 2xx/304 (``status``, ``retry_after``)
+    HTTP_STATUS   a final status other than 2xx/304, or a 304 to a request without
+                  validators (``status``, ``retry_after``)
     TOO_LARGE     the body exceeds ``max_body`` (declared or after decoding)
     PARSE         the body's Content-Encoding is corrupt
 """
@@ -84,6 +87,7 @@ import aiohttp.http_exceptions
 import brotli  # type: ignore[import-untyped]
 import yarl
 
+from ._allow import AllowedNetwork, parse_allow_entry
 from ._model import FetchOptions, FetchResult
 from .exceptions import ConfigError, ConfigProblem, ErrorKind, FetchError
 
@@ -319,14 +323,16 @@ class HttpFetcher(_ClientOwner):
             finally:
                 await response.aclose()
             if redirects >= self._options.max_redirects:
-                msg = f"more than {self._options.max_redirects} redirects (last to {location})"
+                limit = self._options.max_redirects
+                msg = f"more than {limit} redirects (last to {_quote(location)})"
                 raise FetchError(ErrorKind.REDIRECT, msg)
             if not seen:
                 seen.add(url.copy_with(fragment=None))
             url = _next_hop(response.url, location)
             hop = url.copy_with(fragment=None)
             if hop in seen:
-                raise FetchError(ErrorKind.REDIRECT, f"redirect loop: {url} was already visited")
+                msg = f"redirect loop: {_quote(str(url))} was already visited"
+                raise FetchError(ErrorKind.REDIRECT, msg)
             seen.add(hop)
             redirects += 1
 
@@ -352,6 +358,11 @@ class HttpFetcher(_ClientOwner):
         self, response: httpx.Response, sent: _Request, started: float
     ) -> FetchResult:
         status = response.status_code
+        if status == 304 and sent.etag is None and sent.last_modified is None:
+            # RFC 9110 §15.4.5: a 304 answers a conditional request. To one without
+            # validators it says "unchanged" about nothing: a broken server (or cache).
+            msg = "HTTP 304 Not Modified to a request without validators (no ETag or date sent)"
+            raise FetchError(ErrorKind.HTTP_STATUS, msg, status=304)
         if status == 304:
             await _discard_body(response)  # none: ends the response, keeps the connection
             # RFC 9110 §15.4.5: a 304 carries the validators the 200 would have;
@@ -388,7 +399,7 @@ class HttpFetcher(_ClientOwner):
         if phrase:
             msg += f" {phrase}"
         if retry_after is not None:
-            msg += f", retry after {_seconds(retry_after)}"
+            msg += f", retry after {_wait(retry_after)}"
         return FetchError(ErrorKind.HTTP_STATUS, msg, status=status, retry_after=retry_after)
 
 
@@ -427,13 +438,17 @@ def _check_start_url(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise FetchError(ErrorKind.INVALID_URL, f"invalid URL: {exc}", url=url) from exc
+        msg = f"invalid URL: {_quote(str(exc))}"
+        raise FetchError(ErrorKind.INVALID_URL, msg, url=url) from exc
     if parsed.scheme not in ("http", "https"):
-        scheme = f"{parsed.scheme}:" if parsed.scheme else "a relative"
+        scheme = f"{_quote(parsed.scheme)}:" if parsed.scheme else "a relative"
         msg = f"{scheme} URL is not fetched; only http and https are"
         raise FetchError(ErrorKind.INVALID_URL, msg, url=url)
     if not parsed.host:
         raise FetchError(ErrorKind.INVALID_URL, "invalid URL: no host", url=url)
+    if not _host_ok(parsed):
+        msg = f"invalid URL: {_quote(parsed.raw_host.decode('ascii'))!r} is not a host name"
+        raise FetchError(ErrorKind.INVALID_URL, msg, url=url)
     if not _port_ok(parsed):
         raise FetchError(ErrorKind.INVALID_URL, f"invalid URL: port {parsed.port}", url=url)
     return parsed
@@ -442,6 +457,26 @@ def _check_start_url(url: str) -> httpx.URL:
 def _port_ok(url: httpx.URL) -> bool:
     # httpx accepts any number; the resolver would fail with OverflowError.
     return url.port is None or 0 < url.port < 65536
+
+
+#: A host name as httpx leaves it (IDNA-encoded): dot-separated labels.
+_HOST_NAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _host_ok(url: httpx.URL) -> bool:
+    """Whether the host is a name or an IP literal.
+
+    httpx percent-encodes what it cannot parse (``http://[oops/`` has the host
+    ``%5boops``); such a host would go to the resolver, and to DNS, for nothing.
+    """
+    host = url.raw_host
+    if _HOST_NAME.fullmatch(host):
+        return True
+    try:
+        ipaddress.ip_address(host.decode("ascii"))
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,20 +557,32 @@ def _redirect_location(response: httpx.Response) -> str | None:
     return None
 
 
+#: Longest Location followed (characters).
+MAX_URL_LENGTH = 8192
+
+
 def _next_hop(current: httpx.URL, location: str) -> httpx.URL:
     """Resolve a Location (RFC 9110 §10.2.2: may be relative) and vet its scheme."""
+    if len(location) > MAX_URL_LENGTH:
+        # It would become the feed's stored URL after a permanent redirect.
+        msg = f"redirect to a URL of {len(location):,} characters (at most {MAX_URL_LENGTH:,})"
+        raise FetchError(ErrorKind.REDIRECT, msg)
     try:
         url = current.join(location.strip())
     except httpx.InvalidURL as exc:
-        raise FetchError(ErrorKind.REDIRECT, f"redirect to an invalid URL: {location!r}") from exc
+        raise _invalid_redirect(location) from exc
     if url.scheme not in ("http", "https"):
         # Not an http(s) resource: following it could read local files or run
         # other protocols, so it is refused like an unsafe address.
-        msg = f"blocked: redirect to a {url.scheme}: URL; only http and https are followed"
+        msg = f"blocked: redirect to a {_quote(url.scheme)}: URL; only http and https are followed"
         raise FetchError(ErrorKind.BLOCKED, msg)
-    if not url.host or not _port_ok(url):
-        raise FetchError(ErrorKind.REDIRECT, f"redirect to an invalid URL: {location!r}")
+    if not url.host or not _port_ok(url) or not _host_ok(url):
+        raise _invalid_redirect(location)
     return url
+
+
+def _invalid_redirect(location: str) -> FetchError:
+    return FetchError(ErrorKind.REDIRECT, f"redirect to an invalid URL: {_quote(location)!r}")
 
 
 def _header_dict(headers: httpx.Headers) -> dict[str, str]:
@@ -768,7 +815,7 @@ def _make_decoder(codings: list[str]) -> _Decoder:
 
 
 def _undecodable(coding: str, exc: Exception) -> FetchError:
-    return FetchError(ErrorKind.PARSE, f"cannot decode the {coding} body: {exc}")
+    return FetchError(ErrorKind.PARSE, f"cannot decode the {coding} body: {_quote(str(exc))}")
 
 
 # --------------------------------------------------------------------------- Retry-After
@@ -831,7 +878,7 @@ def _classify(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str
     if isinstance(exc, httpx.TimeoutException | aiohttp.ServerTimeoutError):
         return ErrorKind.TIMEOUT, f"timed out after {_seconds(options.timeout)}"
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol | aiohttp.InvalidURL):
-        return ErrorKind.INVALID_URL, f"invalid URL: {exc}"
+        return ErrorKind.INVALID_URL, f"invalid URL: {_said(exc)}"
     tls = _find_cause(exc, ssl.SSLError)
     if tls is not None:
         return ErrorKind.TLS, _tls_message(tls)
@@ -844,12 +891,12 @@ def _classify(exc: BaseException, options: FetchOptions) -> tuple[ErrorKind, str
         known = _ERRNO_MESSAGES.get(os_error.errno)
         return ErrorKind.CONNECTION, known or f"connection failed: {os_error.strerror}"
     if isinstance(exc, httpx.RemoteProtocolError):
-        return ErrorKind.CONNECTION, f"server broke the HTTP protocol: {_text(exc)}"
+        return ErrorKind.CONNECTION, f"server broke the HTTP protocol: {_said(exc)}"
     if isinstance(exc, httpx.DecodingError):  # only from bodies httpx decoded itself
-        return ErrorKind.PARSE, f"cannot decode the body: {_text(exc)}"
+        return ErrorKind.PARSE, f"cannot decode the body: {_said(exc)}"
     if isinstance(exc, httpx.StreamError):
-        return ErrorKind.INTERNAL, f"{type(exc).__name__}: {_text(exc)}"
-    return ErrorKind.CONNECTION, f"connection failed: {_text(exc)}"
+        return ErrorKind.INTERNAL, f"{type(exc).__name__}: {_said(exc)}"
+    return ErrorKind.CONNECTION, f"connection failed: {_said(exc)}"
 
 
 def _find_cause(
@@ -873,9 +920,10 @@ def _find_cause(
 
 def _tls_message(exc: ssl.SSLError) -> str:
     # `reason` and `verify_message` are set by the ssl module's C code only.
-    reason = str(getattr(exc, "reason", None) or exc)
+    reason = _quote(str(getattr(exc, "reason", None) or exc))
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate rejected: {getattr(exc, 'verify_message', None) or reason}"
+        verdict = getattr(exc, "verify_message", None)
+        return f"TLS certificate rejected: {_quote(str(verdict)) if verdict else reason}"
     reason = reason.replace("_", " ").lower()
     if reason == "wrong version number":
         reason += " (is it a plain-HTTP port?)"
@@ -886,8 +934,47 @@ def _text(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: The most characters of a server's (or a library's) text quoted in a message.
+_QUOTE_LIMIT = 200
+
+
+def _quote(text: str, limit: int = _QUOTE_LIMIT) -> str:
+    """``text`` fit to quote in an error message: one printable line, at most ``limit`` long.
+
+    Error messages are stored, logged and shown, and much of what they quote
+    comes from servers (a Location, a host name, bytes aiohttp's parser refused).
+    Runs of whitespace (line breaks, NEL and the separators included) become one
+    space; other characters that are not printable are dropped: C0 and C1
+    controls (httpx reads header bytes as Latin-1, so 0x80-0x9F arrive as C1
+    controls) and format characters (bidi overrides, zero-width ones). A longer
+    result is cut and ends with "…".
+    """
+    words = ("".join(ch for ch in word if ch.isprintable()) for word in text.split())
+    line = " ".join(word for word in words if word)
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _said(exc: BaseException) -> str:
+    """An exception's text, quoted (see :func:`_quote`)."""
+    return _quote(_text(exc))
+
+
 def _seconds(value: float) -> str:
     return f"{value:g}s"
+
+
+#: A day, in seconds: the longest wait a Retry-After is honoured for (decide.py).
+_A_DAY = 86_400.0
+
+
+def _wait(seconds: float) -> str:
+    """How long a Retry-After asks to wait, for a message (``600s``).
+
+    Whole seconds (an HTTP date counted from our clock has a fraction). Beyond a
+    day, the most decide.py honours, only ``more than a day``: a server may ask
+    for 10**20 seconds, which ``retry_after`` still carries as asked.
+    """
+    return _seconds(round(seconds)) if seconds <= _A_DAY else "more than a day"
 
 
 def _size(n: int) -> str:
@@ -968,21 +1055,37 @@ def _address_problem(ip: IPAddress, allowed: Sequence[IPNetwork]) -> str | None:
 
 
 class _AddressGuard:
-    """Decides whether a resolved address may be connected to."""
+    """Decides whether a resolved address may be connected to on a port."""
 
-    def __init__(self, allowed: Sequence[IPNetwork]) -> None:
+    def __init__(self, allowed: Sequence[AllowedNetwork]) -> None:
         self._allowed = tuple(allowed)
+        self._networks = tuple(entry.network for entry in self._allowed)
 
-    def check(self, host: str, address: str) -> None:
-        """Raise FetchError(BLOCKED) unless ``address`` (resolved from ``host``) is allowed."""
+    def check(self, host: str, address: str, port: int) -> None:
+        """Raise FetchError(BLOCKED) unless ``address`` (resolved from ``host``) is
+        allowed on ``port``."""
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-        problem = _address_problem(ip, self._allowed)
+        on_port = [entry.network for entry in self._allowed if entry.admits(port)]
+        problem = _address_problem(ip, on_port)
         if problem is None:
             return
         embedded = _embedded_ipv4(ip)
         what = f"{ip} (IPv4 {embedded})" if embedded is not None else str(ip)
-        subject = what if _same_address(host, ip) else f"{host} resolves to {what}, which"
-        msg = f"blocked: {subject} is {problem} address not in fetch.allow_networks"
+        subject = what if _same_address(host, ip) else f"{_quote(host)} resolves to {what}, which"
+        if _address_problem(ip, self._networks) is not None:
+            msg = f"blocked: {subject} is {problem} address not in fetch.allow_networks"
+        else:  # an entry covers the address, but only on other ports
+            ports = [
+                entry.port_text
+                for entry in self._allowed
+                if entry.ports is not None and _address_problem(ip, [entry.network]) is None
+            ]
+            one = len(ports) == 1 and "-" not in ports[0]
+            which = f"port {ports[0]}" if one else "ports " + ", ".join(ports)
+            msg = (
+                f"blocked: {subject} is {problem} address allowed by fetch.allow_networks"
+                f" only on {which}, not on port {port}"
+            )
         raise FetchError(ErrorKind.BLOCKED, msg)
 
 
@@ -993,17 +1096,17 @@ def _same_address(host: str, ip: IPAddress) -> bool:
         return False
 
 
-def _parse_networks(values: Iterable[str]) -> list[IPNetwork]:
-    networks: list[IPNetwork] = []
+def _parse_networks(values: Iterable[str]) -> list[AllowedNetwork]:
+    entries: list[AllowedNetwork] = []
     problems: list[ConfigProblem] = []
     for index, value in enumerate(values):
         try:
-            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+            entries.append(parse_allow_entry(value))
         except ValueError as exc:
             problems.append(ConfigProblem(f"fetch.allow_networks[{index}]", str(exc)))
     if problems:
         raise ConfigError(problems)
-    return networks
+    return entries
 
 
 def _check_limits(options: FetchOptions) -> None:
@@ -1059,18 +1162,20 @@ class _GuardedResolver(aiohttp.abc.AbstractResolver):
         self._resolve = resolver
 
     async def checked(self, host: str, port: int) -> list[str]:
-        """Resolve ``host`` and return its addresses if every one passes the guard."""
+        """Resolve ``host`` and return its addresses if every one passes the guard
+        on ``port`` (the one aiohttp then connects to: it is in each result)."""
         try:
             addresses = list(await self._resolve(host, port))
         except OSError as exc:
             detail = f" ({exc.strerror})" if exc.strerror else ""
-            raise FetchError(ErrorKind.CONNECTION, f"cannot resolve host {host}{detail}") from exc
+            msg = f"cannot resolve host {_quote(host)}{detail}"
+            raise FetchError(ErrorKind.CONNECTION, msg) from exc
         if not addresses:
-            raise FetchError(ErrorKind.CONNECTION, f"cannot resolve host {host}")
+            raise FetchError(ErrorKind.CONNECTION, f"cannot resolve host {_quote(host)}")
         # All or nothing: if a name answers with any forbidden address, refuse
         # it, rather than trying the good ones and leaving the choice to DNS.
         for address in addresses:
-            self._guard.check(host, address)
+            self._guard.check(host, address, port)
         return addresses
 
     async def resolve(
@@ -1121,8 +1226,8 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         self._limit_per_host = limit_per_host
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
-        # IP-literal hosts the guard let through (its verdict on one never changes).
-        self._allowed_literals: set[str] = set()
+        # IP-literal hosts and ports the guard let through (its verdict never changes).
+        self._allowed_literals: set[tuple[str, int]] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = _timeouts(request.extensions.get("timeout"))
@@ -1143,13 +1248,16 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         except _AIOHTTP_ERRORS as exc:
             translated, cause = _translate(exc)
             raise translated from cause
+        stream = _ResponseBody(response)
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=_ResponseBody(response),
+            stream=stream,
             extensions={
                 "http_version": _http_version(response.version),
                 "reason_phrase": _latin1(response.reason or ""),
+                # The client wraps the stream; this is the way back to it (_arrived).
+                _BODY: stream,
             },
         )
 
@@ -1203,32 +1311,35 @@ class _GuardedTransport(httpx.AsyncBaseTransport):
         """
         target = yarl.URL(str(url), encoded=True)
         host = url.raw_host.decode("ascii")
-        if host in self._allowed_literals:
+        port = url.port or _default_port(url)
+        if (host, port) in self._allowed_literals:
             return target, None
         try:
             ipaddress.ip_address(host)
         except ValueError:
             pass
         else:
-            self._guard.check(host, host)
+            self._guard.check(host, host, port)
             if len(self._allowed_literals) < _MAX_REMEMBERED:
-                self._allowed_literals.add(host)
+                self._allowed_literals.add((host, port))
             return target, None
         if ":" not in host and not host.replace(".", "").isdigit():
             return target, None  # a name: the resolver checks it on connect
         try:
             async with asyncio.timeout(connect):
-                addresses = await self._resolver.checked(host, url.port or _default_port(url))
+                addresses = await self._resolver.checked(host, port)
         except TimeoutError as exc:
-            raise httpx.ConnectTimeout(f"resolving {host} timed out") from exc
+            raise httpx.ConnectTimeout(f"resolving {_quote(host)} timed out") from exc
         return target.with_host(addresses[0]), host
 
 
+#: The response extension that holds the transport's own body stream.
+_BODY = "feedwatch.body"
 #: Seconds an idle pooled connection is kept (servers often close after 5 s).
 _KEEPALIVE = 5.0
 #: Longest response header line accepted (bytes).
 _MAX_HEADER_FIELD = 32 * 1024
-#: IP-literal hosts whose check is remembered, at most.
+#: (IP-literal host, port) pairs whose check is remembered, at most.
 _MAX_REMEMBERED = 4096
 
 
@@ -1294,15 +1405,31 @@ class _ResponseBody(httpx.AsyncByteStream):
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
+        stop_watching = _watch_body_parser(self._response)
         try:
             while chunk := await content.readany():
                 yield chunk
         except aiohttp.ClientPayloadError as exc:
             translated, cause = _body_error(exc, self._response)
             raise translated from cause
+        except aiohttp.http_exceptions.HttpProcessingError as exc:
+            # aiohttp's pure-Python parser hands a bad chunk's own error to the reader.
+            raise httpx.RemoteProtocolError(_one_line(exc.message or _text(exc))) from exc
         except _AIOHTTP_ERRORS as exc:
             translated, cause = _translate(exc, reading=True)
             raise translated from cause
+        finally:
+            stop_watching()
+
+    def arrived(self, limit: int) -> bytes:
+        """At most ``limit`` bytes of the body that have arrived, taken without waiting."""
+        content = self._response.content
+        if content.exception() is not None:
+            return b""
+        try:
+            return content.read_nowait(limit)
+        except (RuntimeError, *_AIOHTTP_ERRORS):  # another reader waits; a read timeout passed
+            return b""
 
     async def aclose(self) -> None:
         response = self._response
@@ -1310,6 +1437,43 @@ class _ResponseBody(httpx.AsyncByteStream):
             response.release()
         else:
             response.close()
+
+
+def _watch_body_parser(response: aiohttp.ClientResponse) -> Callable[[], object]:
+    """Fail the body's reader if aiohttp's parser fails on the body; returns the undo.
+
+    aiohttp's C parser, failing on a later part of the body (a bad chunk size, a
+    chunk longer than declared), closes the connection but never tells the body's
+    reader, which would wait for the total deadline. Once the connection is lost,
+    the reader is given the parser's error.
+    """
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if protocol is None or closed is None:
+        return lambda: None
+    content = response.content
+
+    def tell_reader(_: object) -> None:
+        broken = protocol.exception()
+        if isinstance(broken, aiohttp.http_exceptions.HttpProcessingError) and not (
+            content.is_eof() or content.exception()
+        ):
+            error = aiohttp.ClientPayloadError("the response body broke HTTP")
+            error.__cause__ = broken
+            content.set_exception(error)
+
+    # The future is made on first access: the error of a connection lost later
+    # must be retrieved, or asyncio logs it as never retrieved (once per connection).
+    closed.remove_done_callback(_retrieve)
+    closed.add_done_callback(_retrieve)
+    closed.add_done_callback(tell_reader)
+    return lambda: closed.remove_done_callback(tell_reader)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 #: What aiohttp raises from a request or a body read (timeouts included).
@@ -1369,11 +1533,11 @@ def _body_error(
     return httpx.RemoteProtocolError(_one_line(detail or _text(exc))), exc
 
 
-def _one_line(message: str, limit: int = 200) -> str:
-    """aiohttp's parser messages span lines (the bad input, a caret under it): one line."""
+def _one_line(message: str) -> str:
+    """aiohttp's parser messages span lines (the bad input, a caret under it): one
+    quoted line (see :func:`_quote`) without the caret."""
     lines = (line.strip() for line in message.splitlines())
-    text = " ".join(line for line in lines if line.strip("^ "))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _quote(" ".join(line for line in lines if line.strip("^ ")))
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -1391,7 +1555,8 @@ class WebhookResponse:
     #: Response headers, lower-case names (the last value wins for repeats);
     #: a redirect's ``location`` is kept (it is never followed).
     headers: dict[str, str]
-    #: At most :data:`WEBHOOK_MAX_BODY` bytes of the body, as sent (not decoded).
+    #: At most :data:`WEBHOOK_MAX_BODY` bytes of the body, as sent (not decoded);
+    #: for a 2xx only what had arrived with the headers (possibly nothing).
     body: bytes
 
 
@@ -1457,7 +1622,9 @@ class WebhookClient(_ClientOwner):
         """POST ``body`` to ``url`` and return the answer, whatever its status.
 
         ``timeout`` bounds the whole exchange: resolving, connecting, sending
-        and reading the response (up to :data:`WEBHOOK_MAX_BODY`).
+        and reading the response. A 2xx is returned as soon as its status and
+        headers are in: its body is not waited for (see ``WebhookResponse.body``);
+        the body of any other status is read up to :data:`WEBHOOK_MAX_BODY`.
 
         Raises:
             FetchError: the URL is not http(s) (INVALID_URL), a header value
@@ -1490,7 +1657,12 @@ class WebhookClient(_ClientOwner):
                 )
                 response = await self._client.send(request, stream=True)
                 try:
-                    content = await _read_some(response, WEBHOOK_MAX_BODY)
+                    if 200 <= response.status_code < 300:
+                        # Delivered: the body says nothing more, and waiting for a
+                        # slow one would turn a delivery into a timeout, and a resend.
+                        content = _arrived(response, WEBHOOK_MAX_BODY)
+                    else:
+                        content = await _read_some(response, WEBHOOK_MAX_BODY)
                 finally:
                     await response.aclose()
         except TimeoutError as exc:
@@ -1519,6 +1691,17 @@ def _webhook_headers(url: str, headers: Mapping[str, str]) -> list[tuple[bytes, 
             raise FetchError(ErrorKind.INTERNAL, msg, url=url)
         encoded.append((_encode(name), _encode(value)))
     return encoded
+
+
+def _arrived(response: httpx.Response, limit: int) -> bytes:
+    """At most ``limit`` bytes of the raw body that have arrived, without waiting for more.
+
+    ``aclose`` then keeps the connection if that was the whole body, and closes it otherwise.
+    """
+    if response.is_stream_consumed:  # built with content= (httpx.MockTransport)
+        return response.content[:limit]
+    stream = response.extensions.get(_BODY)
+    return stream.arrived(limit) if isinstance(stream, _ResponseBody) else b""
 
 
 async def _read_some(response: httpx.Response, limit: int) -> bytes:

@@ -132,6 +132,8 @@ PROTECTED_HEADERS = frozenset(
 _SECRET_PREFIX = "whsec_"
 #: Characters of the receiver's answer quoted in a failure's detail.
 _EXCERPT = 120
+#: Characters of a redirect's Location quoted in a failure's detail.
+_LOCATION_EXCERPT = 200
 #: Spans are sorted by field in this order, then by offsets.
 _FIELD_ORDER = {"title": 0, "content": 1, "author": 2, "feed": 3}
 
@@ -357,11 +359,13 @@ def _judge(response: WebhookResponse, now: datetime) -> SendResult:
         return SendResult(ok=False, permanent=True, disable=True, code=status, detail=detail + said)
     if status == 429 or 500 <= status < 600:
         retry_after = parse_retry_after(response.headers.get("retry-after"), now)
-        wait = f", retry after {retry_after:g}s" if retry_after is not None else ""
+        wait = f", retry after {_wait(retry_after)}" if retry_after is not None else ""
         detail = f"receiver answered {label}{wait}{said}"
         return SendResult(ok=False, retry_after=retry_after, code=status, detail=detail)
     if 300 <= status < 400:
-        location = response.headers.get("location")
+        # The receiver's text, as the answer's: one printable line, cut (httpx reads
+        # header bytes as Latin-1, so 0x80-0x9F arrive as C1 controls).
+        location = _one_line(response.headers.get("location") or "", _LOCATION_EXCERPT)
         where = f"redirect to {location}" if location else "redirect without a Location"
         return SendResult(ok=False, code=status, detail=f"{label}: {where} not followed")
     return SendResult(ok=False, code=status, detail=f"receiver answered {label}{said}")
@@ -374,14 +378,22 @@ def _phrase(status: int) -> str:
         return ""
 
 
+def _wait(seconds: float) -> str:
+    """A Retry-After for the detail: beyond a day (the most honoured) only that,
+    not the 1e+20s a receiver may ask for."""
+    return f"{seconds:g}s" if seconds <= 86400 else "more than a day"
+
+
 def _excerpt(body: bytes) -> str:
     """The start of the receiver's answer, on one line, for the detail."""
-    text = " ".join(_words(body.decode("utf-8", errors="replace")))
-    if not text:
-        return ""
-    if len(text) > _EXCERPT:
-        text = text[:_EXCERPT] + "…"
-    return f" (receiver said: {text})"
+    text = _one_line(body.decode("utf-8", errors="replace"), _EXCERPT)
+    return f" (receiver said: {text})" if text else ""
+
+
+def _one_line(text: str, limit: int) -> str:
+    """``text`` as one line of printable words, cut to ``limit`` characters."""
+    line = " ".join(_words(text))
+    return line[:limit] + "…" if len(line) > limit else line
 
 
 def _words(text: str) -> Iterable[str]:
