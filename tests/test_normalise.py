@@ -729,3 +729,112 @@ def test_entries_keyed_by_their_hash_alone() -> None:
         "entry 1 skipped: exact duplicate of an earlier entry",
         "entry 2 skipped: same guid, link, title and date as an earlier entry",
     ]
+
+
+# --------------------------------------------------------------------------- long titles
+
+
+def test_a_title_of_exactly_the_limit_is_kept_whole() -> None:
+    title = "word " * 199 + "abcde"  # 1,000 characters
+    feed = ParsedFeed(format="rss20", entries=(ParsedEntry(guid="g", title=title),))
+
+    (item,), warnings = normalise_entries(feed, feed_url=FEED_URL, now=NOW)
+
+    assert len(title) == 1000
+    assert (item.title, warnings) == (title, [])
+    # One more: cut after the last whole word that leaves room for the ellipsis.
+    assert _item(ParsedEntry(guid="g", title=title + "f")).title == "word " * 198 + "word…"
+
+
+@pytest.mark.parametrize(
+    ("title", "expected"),
+    [
+        # The last whole word that leaves room for the ellipsis (999 characters).
+        pytest.param("words " * 300, ("words " * 166)[:995] + "…", id="at-a-word-boundary"),
+        # A space right after the 999th character: all 999 are whole words.
+        pytest.param("a" * 999 + " tail", "a" * 999 + "…", id="boundary-right-after-the-room"),
+        # No space in the last 100 characters of the room: cut in the word.
+        pytest.param("b " + "c" * 1500, "b " + "c" * 997 + "…", id="no-boundary-in-the-slack"),
+        pytest.param("я" * 5000, "я" * 999 + "…", id="one-long-word"),
+        # The words are one space apart before the cut ("  many\n lines" is one line).
+        pytest.param("xy \n\t " * 600, ("xy " * 333)[:998] + "…", id="whitespace-collapsed-first"),
+    ],
+)
+def test_a_long_title_is_cut_with_an_ellipsis(title: str, expected: str) -> None:
+    feed = ParsedFeed(
+        format="rss20",
+        entries=(ParsedEntry(guid="short", title="short"), ParsedEntry(guid="g", title=title)),
+    )
+
+    items, warnings = normalise_entries(feed, feed_url=FEED_URL, now=NOW)
+
+    assert items[1].title == expected
+    assert len(items[1].title) <= 1000
+    assert items[0].title == "short"
+    length = len(" ".join(title.split()))
+    assert warnings == [
+        f"entry 1 ('g'): title of {length:,} characters cut to {len(expected):,} (limit 1,000)"
+    ]
+
+
+def test_a_long_html_title_is_cut_after_its_markup_is_gone() -> None:
+    words = "<b>bold</b> &amp; " * 200  # 1,200 characters of text, 3,600 of markup
+    item = _item(ParsedEntry(guid="g", title=words, title_is_html=True))
+
+    assert item.title.startswith("bold & bold & ")
+    assert item.title.endswith(" bold…")  # the last whole word within 999 characters
+    assert len(item.title) <= 1000
+
+
+def test_the_key_and_hashes_of_a_cut_title_are_those_of_the_cut_title() -> None:
+    published = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+    long = "lorem ipsum " * 500
+    cut = _item(ParsedEntry(title=long, published=published))
+    (cut_again,) = _items(ParsedEntry(title=long + "and a different end", published=published))
+    as_stored = _item(ParsedEntry(title=cut.title, published=published))
+
+    # Keyed by the hash of (link, title, published) over the title as stored: an
+    # entry written with the cut title is the same item, and a title that differs
+    # only beyond the cut makes no new one.
+    assert cut.entry_key.startswith("h:")
+    assert cut.entry_key == as_stored.entry_key == cut_again.entry_key
+    assert cut.content_hash == as_stored.content_hash == cut_again.content_hash
+    data = json.dumps([None, cut.title, published.isoformat()], ensure_ascii=False)
+    expected = "h:" + hashlib.sha256(data.replace(", ", ",").encode()).hexdigest()
+    assert cut.entry_key == expected
+
+
+def test_a_skipped_duplicate_gets_no_title_warning() -> None:
+    entry = ParsedEntry(guid="g", title="t " * 700)
+    feed = ParsedFeed(format="rss20", entries=(entry, entry))
+
+    items, warnings = normalise_entries(feed, feed_url=FEED_URL, now=NOW)
+
+    assert len(items) == 1
+    assert warnings == [
+        "entry 0 ('g'): title of 1,399 characters cut to 1,000 (limit 1,000)",
+        "entry 1 skipped: exact duplicate of an earlier entry",
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["a", "é", " ", "\n", "😀"]), max_size=1200))
+def test_cut_titles_keep_a_prefix_of_whole_words_when_they_can(text: str) -> None:
+    from feedwatch.normalise import _cut_title, _one_line
+
+    title = _one_line("x" * 900 + text)  # around the limit
+    cut = _cut_title(title)
+
+    if len(title) <= 1000:
+        assert cut == title
+        return
+    kept = cut.removesuffix("…")
+    assert kept != cut
+    assert len(cut) <= 1000
+    assert title.startswith(kept)
+    assert len(kept) >= 899
+    if " " in title[899:1000]:  # a word ends within the slack: the cut is after it
+        assert title[len(kept)] == " "
+        assert not kept.endswith(" ")
+    else:
+        assert len(kept) == 999

@@ -28,6 +28,7 @@ from feedwatch._model import (
     Prepared,
     PrepareJob,
     RuleSpec,
+    SubscriberSpec,
 )
 from feedwatch.decide import HASH_CHANGED_LIMIT
 from feedwatch.exceptions import ErrorKind, FetchError, ParseAborted
@@ -88,18 +89,20 @@ class Harness:
         *,
         rules: Sequence[RuleSpec] = RULES,
         rand: float = 0.0,
+        subscribers: Sequence[SubscriberSpec] = (),
     ) -> None:
         self.storage = storage
         self.clock = FakeClock(T0)
         self.fetcher = FakeFetcher()
         self.recorder = RecordingStorage(storage)
-        storage.sync_config(feeds, rules, [], T0)
+        storage.sync_config(feeds, rules, subscribers, T0)
         self.pipeline = Pipeline(
             cast(StorageType, self.recorder),
             self.fetcher,
             InlinePrepare(compile_rules(rules)),
             clock=self.clock,
             rand=lambda: rand,
+            subscribers=subscribers,
         )
 
     def feeds(self, *names: str) -> list[FeedForUpdate]:
@@ -254,6 +257,49 @@ def test_changed_document_updates_and_alerts_the_new_item_once(two: Harness) -> 
     ]
 
 
+def test_one_story_alerts_each_rule_once_across_guids_and_feeds(storage: SqlStorage) -> None:
+    """A story (one canonical URL) alerts a rule once, with one delivery: a repeat in
+    the same document with edited text, a re-issue under a new guid and another
+    feed's copy (its link spelt differently) are stored, and alert nothing more; a
+    rule the story has not alerted yet still alerts on a later copy."""
+    h = Harness(
+        storage,
+        [feed("a", URL_A), feed("b", URL_B)],
+        subscribers=[SubscriberSpec("desk", "webhook", "{}")],
+    )
+    link = "https://news.example.org/story?id=7"
+    first = Entry("a1", "Climate summit opens", "Leaders meet.", link=link)
+    repeat = Entry("a1", "Climate summit opens", "Leaders meet, corrected.", link=link)
+    reissued = Entry("a1-bis", "Climate summit opens (update)", "More.", link=link)
+    copy = Entry(
+        "b-77",
+        "Climate and Sudan at the summit",
+        "Syndicated.",
+        link="HTTPS://News.Example.org:443/story?id=7&utm_source=rss#top",
+    )
+    h.fetcher.ok(URL_A, rss(first, repeat))
+    h.fetcher.ok(URL_B, rss(B2))
+
+    polled = [brief(r) for r in h.poll()]
+    h.fetcher.ok(URL_A, rss(first, repeat, reissued))
+    h.fetcher.ok(URL_B, rss(B2, copy))
+    h.clock.advance(hours=1)
+    repolled = [brief(r) for r in h.poll()]
+
+    assert polled == [("a", "ok", 2, 0, 1, 200, None), ("b", "ok", 1, 0, 0, 200, None)]
+    # The re-issue and the copy are stored; only "sudan" is new for this story.
+    assert repolled == [("a", "ok", 1, 0, 0, 200, None), ("b", "ok", 1, 0, 1, 200, None)]
+    assert len(h.item_keys("a")) == 3
+    assert h.alert_pairs() == [
+        ("climate", "Climate summit opens"),
+        ("sudan", "Climate and Sudan at the summit"),
+    ]
+    assert sorted(d.rules for d in storage.list_deliveries()) == [("climate",), ("sudan",)]
+    (b_copy,) = [i for i in storage.list_items("b") if i.entry_key == "b-77"]
+    # Stored as the feed spelt it (but for the scheme); the story is its canonical form.
+    assert b_copy.url == "https://News.Example.org:443/story?id=7&utm_source=rss#top"
+
+
 def _edit_repeatedly(h: Harness, times: int, *, bump_updated: bool) -> list[int]:
     """Serve ``times`` edits of one Atom entry (its ``<updated>`` bumped or not); return
     the ``updated`` count of each poll."""
@@ -343,6 +389,22 @@ def test_fetch_error_is_recorded_and_the_other_feeds_commit(two: Harness) -> Non
         None,
     )
     assert a.last_success_at == t3
+
+
+def test_an_error_quoting_a_stranger_is_stored_as_one_bounded_printable_line(
+    two: Harness,
+) -> None:
+    two.poll()
+    hostile = "bad \x9b31m\x85 answer\r\nX-Injected: 1\x00 " + "z" * 5000
+    two.fetcher.raise_exc(URL_A, FetchError(ErrorKind.HTTP_STATUS, hostile, url=URL_A))
+    two.clock.advance(hours=1)
+
+    (result,) = [r for r in two.poll() if r.feed == "a"]
+
+    expected = "bad 31m answer X-Injected: 1 " + "z" * 470 + "…"
+    assert len(expected) == 500
+    assert result.error == expected
+    assert two.status("a").last_error == expected
 
 
 def test_parse_error_is_recorded_and_the_other_feeds_commit(two: Harness) -> None:

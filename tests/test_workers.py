@@ -64,10 +64,10 @@ import feedwatch.prepare
 _prepare = feedwatch.prepare.prepare
 
 
-def prepare(job, matcher):
+def prepare(job, matcher, **options):
     if job.feed.startswith("sleep:"):
         time.sleep(float(job.feed.removeprefix("sleep:")))
-    return _prepare(job, matcher)
+    return _prepare(job, matcher, **options)
 
 
 feedwatch.prepare.prepare = prepare
@@ -571,3 +571,71 @@ def test_items_cross_the_pipe_whole() -> None:
         assert copy.published.tzinfo is UTC
         with pytest.raises(FrozenInstanceError):
             copy.title = "changed"  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------ fetch.max_items
+
+
+def numbered(count: int) -> bytes:
+    """RSS with ``count`` items n0, n1, ... in document order (n0 first: the newest)."""
+    items = "".join(
+        f'<item><title>n{i}: the news</title><guid isPermaLink="false">n-{i}</guid></item>'
+        for i in range(count)
+    )
+    return f'<rss version="2.0"><channel><title>Numbered</title>{items}</channel></rss>'.encode()
+
+
+def test_a_document_keeps_its_first_max_items_entries() -> None:
+    prepared = prepare(job(numbered(5)), compile_rules(RULES), max_items=3)
+
+    assert [item.guid for item in prepared.items] == ["n-0", "n-1", "n-2"]
+    assert set(prepared.matches) == {"n-0", "n-1", "n-2"}  # the dropped are never matched
+    assert prepared.warnings == ("document has 5 entries; the first 3 were kept (fetch.max_items)",)
+    # At the limit: all kept, no warning.
+    exact = prepare(job(numbered(3)), compile_rules(RULES), max_items=3)
+    assert (len(exact.items), exact.warnings) == (3, ())
+
+
+def test_max_items_defaults_to_ten_thousand() -> None:
+    prepared = prepare(job(numbered(10_001)), compile_rules(()))
+
+    assert len(prepared.items) == 10_000
+    assert prepared.items[-1].guid == "n-9999"
+    assert prepared.warnings == (
+        "document has 10,001 entries; the first 10,000 were kept (fetch.max_items)",
+    )
+
+
+def test_inline_prepare_takes_max_items() -> None:
+    from feedwatch.prepare import InlinePrepare
+
+    prepared = asyncio.run(InlinePrepare(compile_rules(()), max_items=1)(job(numbered(2))))
+
+    assert [item.guid for item in prepared.items] == ["n-0"]
+
+
+def test_the_pool_gives_its_workers_max_items() -> None:
+    """Through each worker's command line: both workers cut the document."""
+
+    async def run() -> None:
+        pool = PreparePool(rules=RULES, workers=2, budget=30, max_items=2)
+        try:
+            await pool.start()
+            pids = set(pool.pids())
+            got = await asyncio.gather(*(pool(job(numbered(4))) for _ in range(4)))
+            assert set(pool.pids()) == pids  # the same two (depth 2: two jobs each)
+        finally:
+            await pool.aclose()
+        expected = prepare(job(numbered(4)), compile_rules(RULES), max_items=2)
+        assert got == [expected] * 4
+        assert [item.guid for item in expected.items] == ["n-0", "n-1"]
+        assert expected.warnings == (
+            "document has 4 entries; the first 2 were kept (fetch.max_items)",
+        )
+
+    run_bounded(run())
+
+
+def test_the_pool_refuses_max_items_below_one() -> None:
+    with pytest.raises(ValueError, match="max_items must be at least 1, got 0"):
+        PreparePool(max_items=0)

@@ -985,6 +985,9 @@ _PARSER_OPTIONS: dict[str, Any] = {
 
 ResolveHtml = Callable[[str, str, str], str]
 
+#: Bytes handed to lxml at a time.
+_FEED_PIECE = 1 << 20
+
 
 def parse_fast(
     data: bytes, *, base: str, language: str | None, resolve_html: ResolveHtml
@@ -1002,7 +1005,10 @@ def parse_fast(
     """
     try:
         parser = etree.XMLPullParser(events=("start-ns",), **_PARSER_OPTIONS)
-        parser.feed(data)
+        # In pieces: libxml2 refuses more than 10,000,000 bytes in one push
+        # ("Buffer size limit exceeded") unless huge_tree lifts its other limits too.
+        for start in range(0, len(data), _FEED_PIECE):
+            parser.feed(data[start : start + _FEED_PIECE])
         root = parser.close()
         if len(parser.error_log):
             return None

@@ -1,6 +1,7 @@
 """The worker process of :class:`feedwatch.workers.PreparePool`.
 
-Run as ``python -m feedwatch._prepare_worker PARENT_PID``. Reads frames from
+Run as ``python -m feedwatch._prepare_worker PARENT_PID [MAX_ITEMS]`` (the entries
+kept of one document, ``fetch.max_items``; its default without). Reads frames from
 stdin (``("rules", specs)`` or ``("job", PrepareJob)``), answers each job on
 stdout with ``("ok", Prepared)``, ``("parse_error", message)`` or
 ``("error", description)``, and exits at the end of its input or when its
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ._logging import bind, configure
-from ._model import PrepareJob
+from ._model import DEFAULT_MAX_ITEMS, PrepareJob
 from .exceptions import ParseError
 from .prepare import prepare
 from .rules import Matcher, compile_rules
@@ -86,10 +87,10 @@ def _read(stream: BinaryIO) -> tuple[str, Any] | None:
     return message
 
 
-def _answer(job: PrepareJob, matcher: Matcher) -> tuple[str, object]:
+def _answer(job: PrepareJob, matcher: Matcher, max_items: int) -> tuple[str, object]:
     try:
         with bind(feed=job.feed):  # every line logged while preparing names the feed
-            return "ok", prepare(job, matcher)
+            return "ok", prepare(job, matcher, max_items=max_items)
     except ParseError as exc:
         return "parse_error", exc.message
     except Exception as exc:
@@ -98,6 +99,7 @@ def _answer(job: PrepareJob, matcher: Matcher) -> tuple[str, object]:
 
 def main() -> None:
     _die_with_parent(int(sys.argv[1]))
+    max_items = int(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_MAX_ITEMS
     # Keep fd 1 for the frames; everything else printed goes to stderr.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -119,7 +121,7 @@ def main() -> None:
         if kind == "rules":
             matcher = compile_rules(value)
             continue
-        out.write(frame(_answer(value, matcher)))
+        out.write(frame(_answer(value, matcher, max_items)))
         out.flush()
         done += 1
         if trim is not None and (done % _TRIM_EVERY == 0 or len(value.content) > _BIG_DOCUMENT):

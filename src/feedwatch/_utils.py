@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 __all__ = [
     "format_duration",
     "format_size",
+    "one_line",
     "parse_duration",
     "parse_size",
     "suggest",
@@ -189,3 +190,19 @@ def suggest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate closest to ``word`` if one is close enough to be a likely typo, else None."""
     matches = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` as one line of printable characters, at most ``limit`` long.
+
+    For messages that quote what a stranger sent (a server's error, a parser's
+    complaint about a document): every non-printable character (controls, line
+    breaks, lone surrogates, unassigned code points) becomes a space, runs of
+    whitespace become one space, and a longer line is cut, ending with "…".
+    """
+    if not text.isprintable() or "  " in text or text != text.strip():
+        text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -166,6 +166,7 @@ class Feedwatch:
             rules=self.config.rules,
             workers=parse_workers(),
             budget=self.config.scheduler.parse_timeout,
+            max_items=self.config.fetch.max_items,
         )
         try:
             # Each worker starts with the first document it gets: a poll that

@@ -142,7 +142,10 @@ class Daemon:
         self.app.sync()  # StorageError goes to the caller: exit 3
         self._fetcher = HttpFetcher(config.fetch, clock=self._clock)
         self._parser = PreparePool(
-            rules=config.rules, workers=parse_workers(), budget=config.scheduler.parse_timeout
+            rules=config.rules,
+            workers=parse_workers(),
+            budget=config.scheduler.parse_timeout,
+            max_items=config.fetch.max_items,
         )
         self._pipeline = self._make_pipeline(self.app)
         await self._parser.start()

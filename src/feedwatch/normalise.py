@@ -33,6 +33,11 @@ __all__ = ["canonicalise_url", "normalise_entries", "normalise_link"]
 #: Keys longer than this are replaced by their hash, to keep indexes small.
 MAX_KEY_LENGTH = 512
 HASH_PREFIX = "h:"
+#: Titles longer than this (characters) are cut, at a word boundary within the last
+#: TITLE_CUT_SLACK characters if there is one, and end with TITLE_ELLIPSIS.
+MAX_TITLE_LENGTH = 1000
+TITLE_CUT_SLACK = 100
+TITLE_ELLIPSIS = "\u2026"
 
 # --------------------------------------------------------------------------- URLs
 
@@ -245,9 +250,25 @@ def _one_line(text: str) -> str:
     """The words of ``text`` (control characters removed) on one line, one space apart.
 
     The same as replacing each run of ``\\s`` by a space and stripping: re's
-    ``\\s`` and str.split() agree on what whitespace is (a test checks).
+    ``\\s`` and str.split() agree on what whitespace is (a test checks). Bidi
+    controls become spaces first (``_no_bidi_controls``).
     """
-    return " ".join(strip_control_chars(text).split())
+    return " ".join(_no_bidi_controls(strip_control_chars(text)).split())
+
+
+# The bidi embeddings, overrides and isolates: an unclosed override reverses the
+# text after it ("invoice\u202efdp.exe" shows as "invoiceexe.pdf"), in the title
+# and in whatever a display puts after the title. Each becomes a space (the words
+# on either side stay apart for the rules, as before). The marks U+200E, U+200F and
+# U+061C, which move no text, and the zero-width characters (ZWJ and ZWNJ spell
+# Persian, Indic scripts and emoji; the rules ignore them all) are kept.
+_BIDI_CONTROLS_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def _no_bidi_controls(text: str) -> str:
+    if text.isascii() or _BIDI_CONTROLS_RE.search(text) is None:
+        return text
+    return _BIDI_CONTROLS_RE.sub(" ", text)
 
 
 def _optional_line(text: str | None) -> str | None:
@@ -260,6 +281,21 @@ def _title(entry: ParsedEntry) -> str:
     # A plain-text title is final: unescaping it again would turn a literal
     # "&lt;" that the feed meant into "<".
     return _one_line(html_to_text(entry.title) if entry.title_is_html else entry.title)
+
+
+def _cut_title(title: str) -> str:
+    """``title`` if it has at most MAX_TITLE_LENGTH characters, else cut to at most that
+    many with the ellipsis: after its last whole word if one ends in the last
+    TITLE_CUT_SLACK characters, else in the middle of a word.
+
+    ``title`` is one line (``_one_line``): words one space apart, no space at either end.
+    """
+    if len(title) <= MAX_TITLE_LENGTH:
+        return title
+    room = MAX_TITLE_LENGTH - len(TITLE_ELLIPSIS)
+    # A space at ``room`` itself ends the word before it within the room.
+    space = title.rfind(" ", room - TITLE_CUT_SLACK, room + 1)
+    return title[: space if space > 0 else room] + TITLE_ELLIPSIS
 
 
 def _tags(categories: Iterable[str]) -> tuple[str, ...]:
@@ -424,7 +460,8 @@ def normalise_entries(
     ``now`` (aware) is this poll's time: it is every item's ``first_seen`` and
     caps ``sort_at``. Entries that repeat another's guid (with other content)
     fall back to their link, then to a hash, for their key; exact duplicates
-    appear once.
+    appear once. A title longer than MAX_TITLE_LENGTH is cut (``_cut_title``),
+    with a warning, before anything is computed from it (content hash, hash key).
     """
     now = _to_utc(now)
     items: list[Item] = []
@@ -437,8 +474,12 @@ def normalise_entries(
     for index, entry in enumerate(parsed.entries):
         url, canonical_url = _link_and_canonical(entry.link, feed_url)
         content_html, content_text = _content(entry, sanitize)
+        content_text = _no_bidi_controls(content_text)
         guid = (strip_control_chars(entry.guid).strip() or None) if entry.guid else None
         title = _title(entry)
+        title_length = len(title)
+        if title_length > MAX_TITLE_LENGTH:
+            title = _cut_title(title)
         author = _optional_line(entry.author)
         published = _utc(entry.published)
         published_iso = _iso(published)
@@ -483,6 +524,11 @@ def normalise_entries(
         if key != ladder[0]:
             warnings.append(
                 f"entry {index}: key {ladder[0][:80]!r} repeated in the feed, keyed by {key[:80]!r}"
+            )
+        if title_length > MAX_TITLE_LENGTH:
+            warnings.append(
+                f"entry {index} ({key[:80]!r}): title of {title_length:,} characters"
+                f" cut to {len(title):,} (limit {MAX_TITLE_LENGTH:,})"
             )
         taken[key] = content_hash
         updated = _utc(entry.updated)

@@ -165,6 +165,12 @@ def _is_utf8_family(name: str | None) -> bool:
     return _codec(name) in ("utf-8", "utf-8-sig")
 
 
+def _encoding_family(name: str) -> str:
+    """The encoding without its byte order: utf-16 for utf-16-le, utf-8 for utf-8-sig."""
+    codec = _codec(name) or name.lower()
+    return codec.removesuffix("-sig").removesuffix("-le").removesuffix("-be")
+
+
 def _is_utf8(content: bytes) -> bool:
     """True when the body is valid UTF-8.
 
@@ -177,6 +183,74 @@ def _is_utf8(content: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _recover_utf8(content: bytes, headers: Mapping[str, str], warnings: list[str]) -> bytes:
+    """The body as valid UTF-8 when it claims UTF-8 (or nothing) but is not, and
+    the truth is evident; otherwise the body unchanged.
+
+    feedparser reads such a body as windows-1252 from the first byte to the last:
+    one stray byte turns every correct non-ASCII letter into mojibake, and Cyrillic
+    in windows-1251 (a common CMS misconfiguration) becomes Latin soup. Here:
+
+    * mostly UTF-8 (more valid non-ASCII characters than invalid sequences): each
+      invalid sequence becomes U+FFFD, as browsers decode UTF-8;
+    * else text that reads as Russian (or Ukrainian...) in windows-1251: read so;
+    * else (latin-1 text, say) left to feedparser, whose windows-1252 fits it.
+    """
+    if content.isascii() or _sniff_encoding(content) is not None:
+        return content
+    _, charset = _content_type(headers)
+    declared = _declared_xml_encoding(content)
+    if any(name and not _is_utf8_family(name) for name in (charset, declared)):
+        # A legacy charset is named: feedparser tries it (and the other declaration).
+        return content
+    if _is_utf8(content):
+        return content
+    text = content.decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd") - content.count("\ufffd".encode())
+    valid = len(text) - len(text.encode("ascii", errors="ignore")) - replaced
+    if valid > replaced:
+        warnings.append(
+            f"body declared UTF-8 has {replaced} invalid UTF-8 sequence(s), replaced by U+FFFD"
+        )
+        return text.encode("utf-8")
+    if _reads_as_cp1251(content):
+        warnings.append("body declared UTF-8 is not UTF-8: read as windows-1251")
+        return content.decode("cp1251", errors="replace").encode("utf-8")
+    return content
+
+
+_CYRILLIC_RUN_RE = re.compile("[\u0400-\u04ff]+")
+#: The six most frequent letters of Russian (48% of its letters), Ukrainian (40%)
+#: and Bulgarian (51%) text; other scripts' bytes read as windows-1251 give far fewer.
+_FREQUENT_CYRILLIC = "оеаинт"
+
+
+def _reads_as_cp1251(content: bytes) -> bool:
+    """True when the (start of the) body read as windows-1251 is Cyrillic prose:
+    its non-ASCII characters are mostly Cyrillic letters, in words, mostly lower
+    case (KOI8-R read so is mostly upper case), with the letter frequencies of a
+    Cyrillic language. Western text in windows-1252 has its accented letters
+    alone between ASCII ones, which read as windows-1251 make no such words.
+    """
+    text = content[:_PROLOG_CHUNK].decode("cp1251", errors="replace")
+    runs = _CYRILLIC_RUN_RE.findall(text)
+    letters = "".join(runs)
+    if len(letters) < 8:
+        return False
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    in_words = sum(len(run) for run in runs if len(run) >= 3)
+    lower = letters.lower()
+    lower_case = sum(1 for a, b in zip(letters, lower, strict=True) if a == b)
+    frequent = sum(lower.count(letter) for letter in _FREQUENT_CYRILLIC)
+    n = len(letters)
+    return (
+        n >= 0.8 * non_ascii
+        and in_words >= 0.7 * n
+        and lower_case >= 0.5 * n
+        and frequent >= 0.35 * n
+    )
 
 
 # --------------------------------------------------------------------------- DOCTYPE guard
@@ -302,8 +376,12 @@ def _candidate_encodings(content: bytes, headers: Mapping[str, str]) -> list[str
     return encodings
 
 
-def _check_prolog(content: bytes, headers: Mapping[str, str], url: str) -> None:
-    """Reject HTML pages and entity-declaring or DTD-fetching DOCTYPEs, before any parser runs."""
+def _check_prolog(content: bytes, headers: Mapping[str, str], url: str) -> str | None:
+    """Reject HTML pages and entity-declaring or DTD-fetching DOCTYPEs, before any parser runs.
+
+    Returns the local name of the root element (lower-cased), if one was found.
+    """
+    root: str | None = None
     for encoding in _candidate_encodings(content, headers):
         prolog = _read_prolog(content, encoding)
         if prolog is None:
@@ -313,6 +391,8 @@ def _check_prolog(content: bytes, headers: Mapping[str, str], url: str) -> None:
         problem = _prolog_problem(prolog)
         if problem:
             raise ParseError(f"unsafe document rejected: {problem}", url=url)
+        root = root or prolog.root
+    return root
 
 
 def _read_prolog(content: bytes, encoding: str) -> _Prolog | None:
@@ -341,9 +421,15 @@ _ENTRY_OPEN_RE = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?(?:item|entry)[\s>/]")
 _ENTRY_CLOSE_RE = re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?(?:item|entry)\s*>")
 
 
+#: Root elements of feeds (local names); feedparser finds no format in a few of
+#: them (RSS 1.0 without its namespace, a bare <channel>) but they are feeds.
+_FEED_ROOTS = frozenset({"rss", "feed", "rdf", "channel"})
+
+
 def _parse_xml(content: bytes, *, url: str, headers: Mapping[str, str]) -> ParsedFeed:
-    _check_prolog(content, headers, url)
     warnings: list[str] = []
+    content = _recover_utf8(content, headers, warnings)
+    root = _check_prolog(content, headers, url)
     response_headers = _feedparser_headers(content, headers, url, warnings)
     try:
         fast = _parse_xml_fast(
@@ -352,11 +438,19 @@ def _parse_xml(content: bytes, *, url: str, headers: Mapping[str, str]) -> Parse
     except Exception:
         # A bug in the fast path must not cost the document: feedparser reads it.
         fast = None
-    if fast is not None:
-        return fast
-    return _parse_xml_feedparser(
-        content, url=url, response_headers=response_headers, warnings=warnings
-    )
+    parsed = fast
+    if parsed is None:
+        parsed = _parse_xml_feedparser(
+            content, url=url, response_headers=response_headers, warnings=warnings
+        )
+    if parsed.format == "unknown" and root is not None and root not in _FEED_ROOTS:
+        # feedparser takes <item> elements from any XML (a sitemap, an API's answer).
+        # The name is the document's: it goes into the feed's stored error, so
+        # without control characters (a NUL would fail PostgreSQL) and bounded.
+        shown = strip_control_chars(root)
+        shown = shown if len(shown) <= 80 else shown[:80] + "..."
+        raise ParseError(f"not a feed: the root element is <{shown}>", url=url)
+    return parsed
 
 
 def _parse_xml_fast(
@@ -650,6 +744,19 @@ def _feedparser_headers(
         # application/xml gives us.
         media_type = result["content-type"] = "application/xml"
     declared = charset or _declared_xml_encoding(content)
+    sniffed = _sniff_encoding(content)
+    if sniffed is not None and sniffed != "cp037":
+        # A byte order mark, or the NUL bytes of UTF-16/32 around ASCII markup, tell
+        # the encoding for certain (XML 1.0 appendix F; browsers let a BOM win too).
+        # Obeying a charset that says otherwise gives NUL-riddled text or mojibake.
+        if not _charset_param_honoured(media_type):
+            media_type = "application/xml"
+        bom_charset = "utf-8" if sniffed == "utf-8-sig" else sniffed
+        result["content-type"] = f"{media_type}; charset={bom_charset}"
+        if declared and _encoding_family(declared) != _encoding_family(sniffed):
+            where = "Content-Type" if charset else "the XML declaration"
+            warnings.append(f"{where} says {declared} but the body is {bom_charset}")
+        return result
     if declared and _misdeclared_utf8(content, declared):
         # A legacy charset named over a UTF-8 body is a common server (or CMS)
         # misconfiguration; feedparser would obey it and produce mojibake.
@@ -880,8 +987,18 @@ def _date(parsed: Any, raw: Any) -> datetime | None:
         extra = _extra_zone_date(text)
         if extra is not None:
             return extra
+        if parsed is None and ":60" in text:
+            # feedparser reads nothing from a leap second in RFC 822 ("23:59:60
+            # +0000"): read it at :59, as below.
+            parsed = _leap_second_date(text)
     if not isinstance(parsed, _DATE_TUPLE_TYPES) or len(parsed) < 6:
         return None
+    if text is not None:
+        w3dtf = _W3DTF_RE.fullmatch(text)
+        if w3dtf is not None:
+            # feedparser reads "+0530" as +05:00 and rolls 30 February over into
+            # March: read the fields of this shape exactly instead.
+            return _w3dtf_exact(w3dtf)
     year, month, day, hour, minute, second = map(int, parsed[:6])
     if text is not None and not _year_in_text(year, text):
         # feedparser reads "10000-01-01" as a date in 2010: trust only a year the
@@ -893,6 +1010,59 @@ def _date(parsed: Any, raw: Any) -> datetime | None:
         return datetime(year, month, day, hour, minute, min(second, 59), 0, UTC)
     except (ValueError, OverflowError):
         return None
+
+
+_LEAP_SECOND_RE = re.compile(r"(?<=\d:\d\d):60(?!\d)")
+
+
+def _leap_second_date(text: str) -> Any:
+    try:
+        return _feedparser_date(_LEAP_SECOND_RE.sub(":59", text))
+    except Exception:  # some feedparser handlers raise on odd text (perforce's, on month 13)
+        return None
+
+
+def _w3dtf_exact(match: re.Match[str]) -> datetime | None:
+    """The UTC instant of a W3DTF date (``_W3DTF_RE``); None for an invalid one
+    (30 February, month 13, an offset past 23:59) or one out of datetime's range.
+
+    A leap second (:60) is read as :59, 24:00:00 as the next midnight; fractions
+    of a second are dropped (as feedparser's struct_time drops them).
+    """
+    year, month, day, hour, minute, second, zone = match.groups()
+    try:
+        if hour is None:  # a date alone is midnight UTC
+            return datetime(int(year), int(month), int(day), 0, 0, 0, 0, UTC)
+        hours, minutes, seconds = int(hour), int(minute), int(second.partition(".")[0])
+        next_day = hours == 24 and minutes == 0 and seconds == 0
+        stamp = datetime(
+            int(year),
+            int(month),
+            int(day),
+            0 if next_day else hours,
+            minutes,
+            min(seconds, 59),
+            0,
+            UTC,
+        )
+        if next_day:
+            stamp += timedelta(days=1)
+        if zone and zone[0] in "+-":
+            offset = _W3DTF_OFFSETS.get(zone)
+            if offset is None:
+                zone_hours, zone_minutes = int(zone[1:3]), int(zone[-2:])
+                if zone_hours > 23 or zone_minutes > 59:
+                    return None
+                offset = timedelta(hours=zone_hours, minutes=zone_minutes)
+                offset = _W3DTF_OFFSETS[zone] = offset if zone[0] == "+" else -offset
+            stamp -= offset
+        return stamp
+    except (ValueError, OverflowError):
+        return None
+
+
+#: UTC offsets by their W3DTF text ("+05:30", "-0800"): at most 2 * 24 * 60 * 2 keys.
+_W3DTF_OFFSETS: dict[str, timedelta] = {}
 
 
 def _year_in_text(year: int, text: str) -> bool:
@@ -941,7 +1111,9 @@ def _iso_date(value: Any) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        return None
+        # RFC 3339 allows a leap second (:60), which datetime does not.
+        match = _W3DTF_RE.fullmatch(text.strip())
+        return _w3dtf_exact(match) if match is not None else None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:
@@ -995,8 +1167,9 @@ def _parse_json_feed(content: bytes, *, url: str) -> ParsedFeed:
 def _load_json(content: bytes, url: str) -> Any:
     encoding = _sniff_encoding(content) or "utf-8"
     try:
-        # RFC 8259 says UTF-8, but a BOM or UTF-16 does turn up.
-        return json.loads(content.decode(encoding).lstrip("\ufeff"))
+        # RFC 8259 says UTF-8, but a BOM or UTF-16 does turn up. An invalid
+        # sequence becomes U+FFFD (as in XML): one stray byte must not cost the feed.
+        return json.loads(content.decode(encoding, errors="replace").lstrip("\ufeff"))
     except (UnicodeError, ValueError, RecursionError) as exc:
         raise ParseError(f"not a feed: invalid JSON: {exc}", url=url) from exc
 

@@ -46,6 +46,7 @@ from ._model import (
     SchedulerOptions,
     SubscriberSpec,
 )
+from ._utils import one_line
 from .decide import (
     NextPoll,
     Outcome,
@@ -412,13 +413,18 @@ class Pipeline:
         not be parsed, and why (so that the same body is not parsed again)."""
         status = exc.status if isinstance(exc, FetchError) else http_status
         retry_after = exc.retry_after if isinstance(exc, FetchError) else None
+        # Stored, shown and logged: whatever of a document or a server's answer the
+        # message quotes is made one printable line of bounded length here.
+        message = one_line(exc.message)
+        if body is not None:
+            body = (body[0], one_line(body[1]))
         if status in (429, 503):
             outcome, poll_status = Outcome.RATE_LIMITED, PollStatus.RATE_LIMITED
         elif status == 410:
             outcome, poll_status = Outcome.GONE, PollStatus.ERROR
         else:
             outcome, poll_status = Outcome.ERROR, PollStatus.ERROR
-        decision = self._next(feed, polled_at, outcome, retry_after=retry_after, detail=exc.message)
+        decision = self._next(feed, polled_at, outcome, retry_after=retry_after, detail=message)
         if decision.disable_reason is not None:
             event(
                 log,
@@ -450,7 +456,7 @@ class Pipeline:
                     etag=feed.etag,
                     last_modified=feed.last_modified,
                     error_kind=exc.kind,
-                    error_message=exc.message,
+                    error_message=message,
                     http_status=status,
                     body_hash=body[0] if body is not None else None,
                     body_error=body[1] if body is not None else None,
@@ -466,7 +472,7 @@ class Pipeline:
             status=poll_status.value,
             http_status=status,
             error_kind=exc.kind.value,
-            error=exc.message,
+            error=message,
         )
 
     def _notices(self, subject: str, text: str) -> tuple[Notice, ...]:

@@ -10,12 +10,19 @@ decided later against the database (``decide``), and the pipeline keeps the
 matches of new and updated items only. Documents that did not change are never
 sent here at all (a 304, or a 200 repeating the body handled last time, skips this stage).
 
+A document with more than ``max_items`` entries (``fetch.max_items``) keeps the
+first ``max_items`` in document order (feeds list the newest first), with a
+warning; the rest are dropped right after parsing, so they cost no normalising
+and no matching.
+
 It does NOT decide what is new, does not store, and does not know subscribers.
 """
 
 from __future__ import annotations
 
-from ._model import MatchInput, Prepared, PrepareJob, RuleMatch
+from dataclasses import replace
+
+from ._model import DEFAULT_MAX_ITEMS, MatchInput, ParsedFeed, Prepared, PrepareJob, RuleMatch
 from .normalise import normalise_entries
 from .parse import parse_document
 from .rules import Matcher
@@ -23,13 +30,15 @@ from .rules import Matcher
 __all__ = ["InlinePrepare", "prepare"]
 
 
-def prepare(job: PrepareJob, matcher: Matcher) -> Prepared:
-    """Parse ``job.content``, normalise its entries and match every item.
+def prepare(job: PrepareJob, matcher: Matcher, *, max_items: int = DEFAULT_MAX_ITEMS) -> Prepared:
+    """Parse ``job.content``, normalise its first ``max_items`` entries and match every item.
 
     Raises:
         ParseError: nothing usable in the document (from :func:`parse_document`).
     """
-    parsed = parse_document(job.content, url=job.url, headers=job.headers)
+    parsed = _first_entries(
+        parse_document(job.content, url=job.url, headers=job.headers), max_items
+    )
     items, warnings = normalise_entries(parsed, feed_url=job.url, now=job.polled_at)
     matches: dict[str, tuple[RuleMatch, ...]] = {}
     for item in items:
@@ -54,12 +63,22 @@ def prepare(job: PrepareJob, matcher: Matcher) -> Prepared:
     )
 
 
+def _first_entries(parsed: ParsedFeed, max_items: int) -> ParsedFeed:
+    """``parsed`` with its first ``max_items`` entries only, and a warning if it had more."""
+    count = len(parsed.entries)
+    if count <= max_items:
+        return parsed
+    warning = f"document has {count:,} entries; the first {max_items:,} were kept (fetch.max_items)"
+    return replace(parsed, entries=parsed.entries[:max_items], warnings=(*parsed.warnings, warning))
+
+
 class InlinePrepare:
     """A :data:`~feedwatch.pipeline.PrepareRunner` that prepares in the calling thread
     (tests, one-off tools)."""
 
-    def __init__(self, matcher: Matcher) -> None:
+    def __init__(self, matcher: Matcher, *, max_items: int = DEFAULT_MAX_ITEMS) -> None:
         self._matcher = matcher
+        self._max_items = max_items
 
     async def __call__(self, job: PrepareJob) -> Prepared:
-        return prepare(job, self._matcher)
+        return prepare(job, self._matcher, max_items=self._max_items)

@@ -28,7 +28,9 @@ parsing, normalising and rule modules. It talks to us over its stdin and stdout
 in length-prefixed pickles (both ends are ours), exits when its stdin closes,
 and dies with its parent even when that is killed with SIGKILL
 (``PR_SET_PDEATHSIG`` on Linux). The rules are sent to a worker when it starts
-and again after :meth:`PreparePool.set_rules` (a reload), before its next job.
+and again after :meth:`PreparePool.set_rules` (a reload), before its next job;
+``max_items`` (``fetch.max_items``, entries kept of one document) is fixed for
+the pool and given to each worker on its command line.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from collections.abc import Iterable, Sequence
 from typing import NoReturn
 
 from ._logging import current_format, get_logger
-from ._model import Prepared, PrepareJob, RuleSpec
+from ._model import DEFAULT_MAX_ITEMS, Prepared, PrepareJob, RuleSpec
 from .exceptions import ParseAborted, ParseError
 
 log = get_logger(__name__)
@@ -97,7 +99,8 @@ class _Job:
 class _Worker:
     """One worker process, started on first use and again after it died or was killed."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_items: int = DEFAULT_MAX_ITEMS) -> None:
+        self._max_items = max_items
         self._process: asyncio.subprocess.Process | None = None
         self._dead: list[asyncio.subprocess.Process] = []
         self._starting = asyncio.Lock()
@@ -125,6 +128,7 @@ class _Worker:
                 "-m",
                 "feedwatch._prepare_worker",
                 str(os.getpid()),
+                str(self._max_items),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 # Its log lines (a regex over its time budget) in the parent's format.
@@ -204,8 +208,9 @@ class PreparePool:
     at once, each in its own process, and each worker has up to ``depth`` documents
     in flight (``depth=1``: it gets the next one only once it has answered);
     a job goes to the worker with the fewest, and callers beyond
-    ``workers * depth`` wait. Call :meth:`start` early to have the workers ready
-    (they start on first use otherwise) and :meth:`aclose` when done.
+    ``workers * depth`` wait. A document keeps its first ``max_items`` entries
+    (:func:`~feedwatch.prepare.prepare`). Call :meth:`start` early to have the workers
+    ready (they start on first use otherwise) and :meth:`aclose` when done.
     """
 
     def __init__(
@@ -215,8 +220,11 @@ class PreparePool:
         workers: int = 1,
         budget: float = PARSE_BUDGET,
         depth: int = 2,
+        max_items: int = DEFAULT_MAX_ITEMS,
     ) -> None:
-        self._workers = [_Worker() for _ in range(max(1, workers))]
+        if max_items < 1:
+            raise ValueError(f"max_items must be at least 1, got {max_items}")
+        self._workers = [_Worker(max_items) for _ in range(max(1, workers))]
         self._budget = budget
         self._depth = max(1, depth)
         self._rules: tuple[RuleSpec, ...] = tuple(rules)
