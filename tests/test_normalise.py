@@ -364,6 +364,32 @@ def test_title(title: str | None, is_html: bool, expected: str) -> None:
     assert expected == _item(ParsedEntry(guid="1", title=title, title_is_html=is_html)).title
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<script>alert(1)</script>Hi", "Hi"),
+        ("<SCRIPT SRC=//127.0.0.2/x.js></SCRIPT>Hi", "Hi"),
+        ("<img src=x onerror=alert(1)> Cats", "Cats"),
+        ('<iframe src="javascript:alert(1)"></iframe>T', "T"),
+        ('<a href="javascript:x">click</a> me', "click me"),
+        ('<div onclick="x()">D</div>', "D"),
+        ("<svg/onload=alert(1)>S", ""),  # the sanitiser drops an svg with its content
+        ("Before <svg/onload=alert(1)></svg> after", "Before after"),
+        # Angle brackets that are no active markup stay as the feed wrote them.
+        ("#include </etc/shadow>", "#include </etc/shadow>"),
+        ("List<T> and <b> tags", "List<T> and <b> tags"),
+        ("a < b and c > d", "a < b and c > d"),
+        ("<abbr>WHO</abbr> <scripted> <aside>", "<abbr>WHO</abbr> <scripted> <aside>"),
+    ],
+)
+def test_plain_title_and_author_with_active_markup_are_read_as_html(
+    text: str, expected: str
+) -> None:
+    # feedparser calls such a title text (it holds a tag outside its harmless list).
+    item = _item(ParsedEntry(guid="1", title=text, title_is_html=False, author=text))
+    assert (item.title, item.author or "") == (expected, expected)
+
+
 def test_dates_and_sort_time() -> None:
     moscow = timezone(timedelta(hours=3))
     past = datetime(2024, 5, 1, 15, 0, tzinfo=moscow)

@@ -279,8 +279,31 @@ def _title(entry: ParsedEntry) -> str:
     if not entry.title:
         return ""
     # A plain-text title is final: unescaping it again would turn a literal
-    # "&lt;" that the feed meant into "<".
-    return _one_line(html_to_text(entry.title) if entry.title_is_html else entry.title)
+    # "&lt;" that the feed meant into "<". Unless it carries active markup.
+    html = entry.title_is_html or _ACTIVE_MARKUP_RE.search(entry.title) is not None
+    return _one_line(html_to_text(entry.title) if html else entry.title)
+
+
+# Elements that run, load, embed or submit something, and tags with an event
+# handler. feedparser takes a title or author for plain text when it holds a tag
+# outside its list of harmless ones, so "<b>x</b>" is HTML but "<script>...</script>x"
+# is text: stored so, it would reach whoever renders it as HTML (an integrator's
+# page fed by the API or a webhook). Such text is read as HTML, which drops the
+# markup. "#include </etc/shadow>" or "List<T>" name no such element and stay.
+_ACTIVE_MARKUP_RE = re.compile(
+    r"<\s*/?\s*(?:script|iframe|frame|frameset|object|embed|applet|style|link|meta|base"
+    r"|form|input|button|textarea|select|svg|math|img|image|video|audio|source|body"
+    r"|html|noscript|template|marquee|a)(?![\w:-])"
+    r"|<[A-Za-z][^<>]*?\son[a-z]+\s*=",
+    re.IGNORECASE,
+)
+
+
+def _plain_line(text: str | None) -> str | None:
+    """``_optional_line`` of a plain-text field, read as HTML if it has active markup."""
+    if text and _ACTIVE_MARKUP_RE.search(text) is not None:
+        text = html_to_text(text)
+    return _optional_line(text)
 
 
 def _cut_title(title: str) -> str:
@@ -480,7 +503,7 @@ def normalise_entries(
         title_length = len(title)
         if title_length > MAX_TITLE_LENGTH:
             title = _cut_title(title)
-        author = _optional_line(entry.author)
+        author = _plain_line(entry.author)
         published = _utc(entry.published)
         published_iso = _iso(published)
         tags = _tags(entry.categories)

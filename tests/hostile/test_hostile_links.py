@@ -599,3 +599,71 @@ def test_the_checker_sees_every_disguise() -> None:
     assert dangers('<a href="http://h:8/">x</a> javascript:pwned(1)')
     assert dangers('<a title="http://h/" href="javascript:pwned(1)">x</a>')
     assert not dangers('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head><body>\n')
+
+
+#: Markup in plain-text fields. feedparser calls such a title text (it holds a tag
+#: outside its list of harmless ones); feedwatch reads it as HTML and keeps the text.
+TITLE_MARKUP = [
+    f"<script>{CODE}(2)</script>",
+    f"<img src=x onerror={CODE}(3)>",
+    f'<a href="javascript:{CODE}(4)">x</a>',
+    f'<iframe src="javascript:{CODE}(5)"></iframe>',
+    f'<div onclick="{CODE}(6)">d</div>',
+    f"<svg onload={CODE}(7)></svg>",
+]
+
+
+def test_markup_in_titles_and_authors_survives_on_no_surface(
+    tmp_path: Path, figures: Callable[..., None]
+) -> None:
+    items = "".join(
+        f"<item><title>AI title {n} {html.escape(markup)} end</title>"
+        f"<link>https://example.org/title/{n}</link>"
+        f'<guid isPermaLink="false">title-{n}</guid>'
+        f"<author>desk@example.org ({html.escape(markup)} Desk)</author>"
+        f"<description>Artificial intelligence, case {n}.</description></item>"
+        for n, markup in enumerate(TITLE_MARKUP)
+    )
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>Titles</title><link>https://example.org/</link><description>d</description>"
+        f"{items}</channel></rss>"
+    ).encode()
+    with (
+        SmtpServer() as smtp,
+        WebhookReceiver(secret=SECRET) as hook,
+        scene(tmp_path, extra_yaml=subscribers_yaml(smtp.port, hook.url)) as s,
+    ):
+        s.serve_victim(body)
+        primed_mails, primed_posts = len(smtp.handler.messages), len(hook.deliveries)
+        outcome = s.attack()
+        figures(outcome)
+        surfaces = http_surfaces(s)
+        mails = smtp.handler.messages[primed_mails:]
+        posts = hook.deliveries[primed_posts:]
+
+    entries = len(TITLE_MARKUP)
+    assert (outcome.victim.new, outcome.victim.alerts) == (entries, entries), outcome.victim
+    assert (len(mails), len(posts)) == (entries, entries)
+    titles = {r["entry_key"]: r["title"] for r in outcome.rows}
+    # The words around the markup stay (an svg takes its content with it).
+    assert titles["title-0"] == "AI title 0 end"
+    assert titles["title-2"] == "AI title 2 x end"
+    for row in outcome.rows:
+        for column, value in row.items():
+            if isinstance(value, str):
+                assert_clean(value, f"items.{column} of {row['entry_key']}")
+    for n, received in enumerate(mails):
+        message = email.message_from_bytes(received.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        check_email(message, f"email {n} ({message['Subject']})")
+    for n, post in enumerate(posts):
+        for value in strings(post.json):
+            assert_clean(value, f"webhook post {n}")
+    for path, response in surfaces.items():
+        assert response.status_code == 200, path
+        if path.startswith("/api/"):
+            for value in strings(without_identifiers(response.json())):
+                assert_clean(value, f"GET {path}")
+    for element in ET.fromstring(surfaces[ATOM].content).iter():
+        assert_clean(element.text, f"Atom <{element.tag}> text")
