@@ -41,8 +41,9 @@ from feedwatch.config import load_config
 from feedwatch.core import Feedwatch, make_app
 from feedwatch.types import FeedStatus, PollResult, StoredAlert, StoredItem
 
-#: Seconds the watchdog gives one poll beyond the fetch deadline before calling it a hang.
-WATCHDOG_SLACK = 60.0
+#: Seconds the watchdog gives one poll beyond its own deadlines (a fetch's total
+#: deadline, then a document's parse budget) before calling it a hang.
+WATCHDOG_SLACK = 20.0
 
 #: Rules of every scene. ``ai`` matches the good feeds' first item.
 RULES = {
@@ -286,6 +287,7 @@ class Scene:
         sched: dict[str, Any] = {"parse_timeout": "20s"}
         sched.update(scheduler or {})
         self.fetch_timeout = _seconds(options["timeout"])
+        self.parse_timeout = _seconds(sched["parse_timeout"])
         lines = [
             f"database: sqlite:///{self.db}",
             "fetch: " + _flow(options),
@@ -335,7 +337,7 @@ class Scene:
                 finished[result.feed] = time.monotonic()
                 results[result.feed] = result
 
-            watchdog = self.fetch_timeout * 2 + WATCHDOG_SLACK
+            watchdog = self.fetch_timeout + self.parse_timeout + WATCHDOG_SLACK
             started = time.monotonic()
             with MemorySampler() as sampler:
                 summary = asyncio.run(asyncio.wait_for(app.poll(on_result=on_result), watchdog))
