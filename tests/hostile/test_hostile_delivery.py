@@ -40,8 +40,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from harness import Scene, rss_items, scene
-from loopback import Exchange, LoopbackServer
+from loopback import LoopbackServer
 from smtp_server import SmtpServer
+from test_webhook import drip_200
 from webhook_receiver import Reply, WebhookReceiver
 
 from feedwatch.cli import main
@@ -359,28 +360,11 @@ def test_a_stalling_receiver_times_out_and_is_retried(
     assert [p.webhook_id for p in posts] == [final.message_id] * 2
 
 
-def dripping_200(exchange: Exchange) -> None:
-    """Take the POST, answer 200 at once, then send the body a byte a second."""
-    exchange.rfile.read(int(exchange.headers.get("Content-Length") or 0))
-    exchange.send_response(200)
-    exchange.send_header("Content-Length", "1000")
-    exchange.end_headers()
-    exchange.close_connection = True
-    try:
-        for _ in range(int(STALL_S)):
-            exchange.wfile.write(b"o")
-            exchange.wfile.flush()
-            if exchange.owner.stopping.wait(1.0):
-                return
-    except OSError:  # the client left
-        return
-
-
 def test_a_200_with_a_slow_body_is_delivered_once(
     tmp_path: Path, figures: Callable[..., None]
 ) -> None:
     with webhook_scene(tmp_path) as (s, hook):
-        hook.server.route(WebhookReceiver.PATH, dripping_200)
+        hook.server.route(WebhookReceiver.PATH, drip_200)  # 30 s, a byte a second
         s.serve_victim(news("drip-1"))
         outcome = s.attack()
         figures(outcome)
