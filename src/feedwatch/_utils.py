@@ -196,13 +196,15 @@ def suggest(word: str, candidates: Iterable[str]) -> str | None:
 
 
 def one_line(text: str, limit: int = 500) -> str:
-    """``text`` as one line of printable characters, at most ``limit`` long.
+    """``text`` fit to quote in a message: one printable line, at most ``limit`` long.
 
-    For messages that quote what a stranger sent (a server's error, a parser's
-    complaint about a document): every non-printable character (controls, line
-    breaks, lone surrogates, unassigned code points) becomes a space, runs of
-    whitespace become one space, and a longer line is cut, ending with "…".
+    For messages that quote what a stranger sent (a server's answer or header, a
+    parser's complaint about a document), which are stored, logged and shown.
+    Runs of whitespace (line breaks, NEL and the separators included) become one
+    space; every other character that is not printable is dropped: C0 and C1
+    controls (terminal escapes among them), format characters (bidi overrides,
+    zero-width ones), lone surrogates. A longer line is cut and ends with "…".
     """
-    if not text.isprintable() or "  " in text or text != text.strip():
-        text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    words = ("".join(ch for ch in word if ch.isprintable()) for word in text.split())
+    line = " ".join(word for word in words if word)
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -89,6 +89,7 @@ import yarl
 
 from ._allow import AllowedNetwork, parse_allow_entry
 from ._model import FetchOptions, FetchResult
+from ._utils import one_line
 from .exceptions import ConfigError, ConfigProblem, ErrorKind, FetchError
 
 # httpx's __init__ imports its command-line client (httpx._main, with rich and pygments:
@@ -939,19 +940,11 @@ _QUOTE_LIMIT = 200
 
 
 def _quote(text: str, limit: int = _QUOTE_LIMIT) -> str:
-    """``text`` fit to quote in an error message: one printable line, at most ``limit`` long.
-
-    Error messages are stored, logged and shown, and much of what they quote
-    comes from servers (a Location, a host name, bytes aiohttp's parser refused).
-    Runs of whitespace (line breaks, NEL and the separators included) become one
-    space; other characters that are not printable are dropped: C0 and C1
-    controls (httpx reads header bytes as Latin-1, so 0x80-0x9F arrive as C1
-    controls) and format characters (bidi overrides, zero-width ones). A longer
-    result is cut and ends with "…".
-    """
-    words = ("".join(ch for ch in word if ch.isprintable()) for word in text.split())
-    line = " ".join(word for word in words if word)
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    """``text`` fit to quote in an error message (:func:`feedwatch._utils.one_line`):
+    much of what fetch quotes comes from servers (a Location, a host name, bytes
+    aiohttp's parser refused; httpx reads header bytes as Latin-1, so 0x80-0x9F
+    arrive as C1 controls)."""
+    return one_line(text, limit)
 
 
 def _said(exc: BaseException) -> str:

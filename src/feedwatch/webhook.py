@@ -102,11 +102,11 @@ import hashlib
 import hmac
 import http
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 from ._model import AlertContent, DeliveryJob, SendResult, Span, SubscriberSpec
+from ._utils import one_line
 from .exceptions import ErrorKind, FetchError
 from .fetch import WebhookClient, WebhookResponse, parse_retry_after
 from .snippet import make_snippet
@@ -365,7 +365,7 @@ def _judge(response: WebhookResponse, now: datetime) -> SendResult:
     if 300 <= status < 400:
         # The receiver's text, as the answer's: one printable line, cut (httpx reads
         # header bytes as Latin-1, so 0x80-0x9F arrive as C1 controls).
-        location = _one_line(response.headers.get("location") or "", _LOCATION_EXCERPT)
+        location = one_line(response.headers.get("location") or "", _LOCATION_EXCERPT)
         where = f"redirect to {location}" if location else "redirect without a Location"
         return SendResult(ok=False, code=status, detail=f"{label}: {where} not followed")
     return SendResult(ok=False, code=status, detail=f"receiver answered {label}{said}")
@@ -386,20 +386,5 @@ def _wait(seconds: float) -> str:
 
 def _excerpt(body: bytes) -> str:
     """The start of the receiver's answer, on one line, for the detail."""
-    text = _one_line(body.decode("utf-8", errors="replace"), _EXCERPT)
+    text = one_line(body.decode("utf-8", errors="replace"), _EXCERPT)
     return f" (receiver said: {text})" if text else ""
-
-
-def _one_line(text: str, limit: int) -> str:
-    """``text`` as one line of printable words, cut to ``limit`` characters."""
-    line = " ".join(_words(text))
-    return line[:limit] + "…" if len(line) > limit else line
-
-
-def _words(text: str) -> Iterable[str]:
-    # split() drops every kind of whitespace, CR and LF included; the rest of
-    # the control characters are dropped so the detail stays one clean line.
-    for word in text.split():
-        cleaned = "".join(ch for ch in word if ch.isprintable())
-        if cleaned:
-            yield cleaned
