@@ -47,9 +47,9 @@ from typing import Any
 
 import httpx
 import pytest
-from harness import Scene, scene
-from smtp_server import SmtpServer
-from webhook_receiver import WebhookReceiver
+from harness import XML, Outcome, Scene, scene
+from smtp_server import Received, SmtpServer
+from webhook_receiver import Delivery, WebhookReceiver
 
 from feedwatch.metrics import Metrics
 from feedwatch.server import create_app
@@ -479,28 +479,51 @@ def check_email(message: EmailMessage, where: str) -> tuple[str, str]:
     return texts["text/plain"], texts["text/html"]
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_no_dangerous_link_or_markup_survives_on_any_surface(
-    fmt: str, tmp_path: Path, figures: Callable[..., None]
-) -> None:
-    build, content_type = FORMATS[fmt]
+@dataclass
+class Seen:
+    """What one hostile poll left on every surface."""
+
+    outcome: Outcome
+    surfaces: dict[str, httpx.Response]
+    mails: list[Received]
+    posts: list[Delivery]
+    delivery_statuses: set[str]
+
+
+def attack_with_subscribers(tmp_path: Path, body: bytes, headers: dict[str, str]) -> Seen:
+    """Serve ``body`` as the victim to a scene with an email and a webhook subscriber
+    (real SMTP server and receiver), poll, and collect what each surface shows."""
     with (
         SmtpServer() as smtp,
         WebhookReceiver(secret=SECRET) as hook,
         scene(tmp_path, extra_yaml=subscribers_yaml(smtp.port, hook.url)) as s,
     ):
-        s.serve_victim(build(), {"Content-Type": content_type})
+        s.serve_victim(body, headers)
         primed_mails, primed_posts = len(smtp.handler.messages), len(hook.deliveries)
         outcome = s.attack()
-        figures(outcome)
-        surfaces = http_surfaces(s)
-        mails = smtp.handler.messages[primed_mails:]
-        posts = hook.deliveries[primed_posts:]
         fw = s.app()
         try:
-            deliveries = {d.status for d in fw.deliveries()}
+            statuses = {d.status for d in fw.deliveries()}
         finally:
             fw.close()
+        return Seen(
+            outcome,
+            http_surfaces(s),
+            smtp.handler.messages[primed_mails:],
+            hook.deliveries[primed_posts:],
+            statuses,
+        )
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_no_dangerous_link_or_markup_survives_on_any_surface(
+    fmt: str, tmp_path: Path, figures: Callable[..., None]
+) -> None:
+    build, content_type = FORMATS[fmt]
+    seen = attack_with_subscribers(tmp_path, build(), {"Content-Type": content_type})
+    figures(seen.outcome)
+    outcome, surfaces, mails, posts = seen.outcome, seen.surfaces, seen.mails, seen.posts
+    deliveries = seen.delivery_statuses
 
     # Every hostile entry was stored and alerted on, and reached both subscribers.
     cases = len(CONTENT) + (fmt == "Atom 1.0")  # content entries (Atom: and the XHTML one)
@@ -629,18 +652,9 @@ def test_markup_in_titles_and_authors_survives_on_no_surface(
         f"<title>Titles</title><link>https://example.org/</link><description>d</description>"
         f"{items}</channel></rss>"
     ).encode()
-    with (
-        SmtpServer() as smtp,
-        WebhookReceiver(secret=SECRET) as hook,
-        scene(tmp_path, extra_yaml=subscribers_yaml(smtp.port, hook.url)) as s,
-    ):
-        s.serve_victim(body)
-        primed_mails, primed_posts = len(smtp.handler.messages), len(hook.deliveries)
-        outcome = s.attack()
-        figures(outcome)
-        surfaces = http_surfaces(s)
-        mails = smtp.handler.messages[primed_mails:]
-        posts = hook.deliveries[primed_posts:]
+    seen = attack_with_subscribers(tmp_path, body, XML)
+    figures(seen.outcome)
+    outcome, surfaces, mails, posts = seen.outcome, seen.surfaces, seen.mails, seen.posts
 
     entries = len(TITLE_MARKUP)
     assert (outcome.victim.new, outcome.victim.alerts) == (entries, entries), outcome.victim
